@@ -1,0 +1,84 @@
+# voxgate: build, run and test everything. GNU make.
+#
+#   make build   the wasm bundle (+ brotli twin, wasm_exec.js) and bin/server, bin/emulator
+#   make run     build, then start bin/server on $(ADDR) with the emulator and a demo user
+#   make test    every test: vet, unit, wasm size, wasm packages under Node, headless Chromium
+#   make bench   server benchmarks
+#
+# Go's build cache already knows when a binary is stale, so the Go targets always ask it;
+# files that feed later steps (the wasm, wasm_exec.js) are only replaced when their bytes
+# change, which keeps the slow brotli step and the server relink for real changes.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+
+GO     ?= go
+ADDR   ?= 127.0.0.1:8080
+GOROOT := $(shell $(GO) env GOROOT)
+DIST   := web/dist
+WASM   := $(DIST)/voxgate.wasm
+
+# BROTLI_QUALITY: 10 compresses the wasm in ~12 s; 11 saves another 3% but takes ~30 s
+# (measurements in scripts/precompress). `make build BROTLI_QUALITY=11` for a release.
+BROTLI_QUALITY ?= 10
+
+# Everything the server embeds besides Go code (web/embed.go: *.html *.js *.css *.d.ts dist).
+WEB_FILES := $(wildcard web/*.html web/*.js web/*.css web/*.d.ts)
+
+.PHONY: build run test bench vet chromium clean FORCE
+
+build: $(WASM) $(WASM).br $(DIST)/wasm_exec.js bin/server bin/emulator
+
+# The wasm is linked into bin/ (where the go command can see it is up to date) and copied
+# into dist/ only when it differs, so an unchanged bundle is not compressed again.
+$(WASM): FORCE
+	@mkdir -p bin/wasm $(DIST)
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags="-s -w" -o bin/wasm/voxgate.wasm \
+		./wasm/cmd/voxgate
+	@cmp -s bin/wasm/voxgate.wasm $@ || cp bin/wasm/voxgate.wasm $@
+
+$(WASM).br: $(WASM)
+	$(GO) run ./scripts/precompress -q $(BROTLI_QUALITY) $<
+
+# wasm_exec.js must come from the toolchain that linked the wasm (its import module name
+# and syscall table change between releases), so it is checked on every build.
+$(DIST)/wasm_exec.js: FORCE
+	@mkdir -p $(DIST)
+	@cmp -s "$(GOROOT)/lib/wasm/wasm_exec.js" $@ || cp "$(GOROOT)/lib/wasm/wasm_exec.js" $@
+
+# bin/server embeds web/ including dist/, so it is built after the bundle.
+bin/server: $(WASM) $(WASM).br $(DIST)/wasm_exec.js $(WEB_FILES) FORCE
+	$(GO) build -o $@ ./server/cmd/server
+
+bin/emulator: FORCE
+	$(GO) build -o $@ ./server/cmd/emulator
+
+run: build
+	ADDR="$(ADDR)" bin/server
+
+chromium:
+	scripts/ensure-chromium.sh
+
+vet:
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./wasm/...
+
+# The e2e package runs against the bin/server just built (VOXGATE_BIN); E2E_REQUIRED makes
+# a missing browser or binary a failure rather than a skip. The tracker is the wasm package
+# that also builds for js, so it runs a second time under Node.
+test: chromium
+	$(GO) mod verify
+	$(MAKE) --no-print-directory vet
+	$(MAKE) --no-print-directory build
+	E2E_REQUIRED=1 VOXGATE_BIN="$(CURDIR)/bin/server" $(GO) test ./...
+	GOOS=js GOARCH=wasm $(GO) test -exec="$(GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm/tracker/...
+
+bench:
+	$(GO) test -run='^$$' -bench=. ./server/...
+
+clean:
+	rm -rf bin
+	find $(DIST) -mindepth 1 ! -name .gitkeep -delete
+
+FORCE:

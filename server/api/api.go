@@ -1,0 +1,262 @@
+// Package api is the companion server's HTTP surface: it composes sign-in, token minting,
+// the Cartesia proxy and the static page behind one handler, with the Host allowlist,
+// security headers and CSRF checks every route shares.
+//
+// It owns routing, cookies and the browser-facing JSON; it delegates the API key to
+// package token (through a Minter), cookie sealing to package seal, sessions to package
+// session and forwarding to package proxy. It never reads the API key itself and never
+// returns a token in a response body.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/voxgate/voxgate/server/proxy"
+	"github.com/voxgate/voxgate/server/reply"
+	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/session"
+	"github.com/voxgate/voxgate/server/token"
+)
+
+// Minter mints one access token for one grant; *token.Minter is the implementation.
+type Minter interface {
+	Mint(ctx context.Context, g token.Grant, ttl time.Duration) (token.Token, error)
+}
+
+// RateLimit allows one event per Every on average, with bursts of up to Burst.
+type RateLimit struct {
+	Every time.Duration
+	Burst int
+}
+
+// Defaults for Config's zero values.
+var (
+	// DefaultMintLimit is 30 mints a minute per user, 15 at once: plenty for a page that
+	// refreshes each grant once per token lifetime, and a ceiling on what a stolen session
+	// can cost.
+	DefaultMintLimit = RateLimit{Every: 2 * time.Second, Burst: 15}
+	// DefaultLoginUserLimit slows password guessing against one name to 5 a minute.
+	DefaultLoginUserLimit = RateLimit{Every: 12 * time.Second, Burst: 5}
+	// DefaultLoginIPLimit slows one address spraying many names to 30 a minute.
+	DefaultLoginIPLimit = RateLimit{Every: 2 * time.Second, Burst: 10}
+)
+
+// DefaultTokenTTL is the token lifetime when neither the request nor the config says:
+// short enough that a leaked token is soon useless, long enough to refresh rarely.
+const DefaultTokenTTL = 300 * time.Second
+
+// Upstream kinds reported by GET /api/info.
+const (
+	UpstreamEmulator = "emulator"
+	UpstreamCartesia = "cartesia"
+)
+
+// Config configures the handler.
+type Config struct {
+	// PublicOrigin is the exact origin pages are served from, e.g. "https://voice.example".
+	// CSRF checks compare Origin headers with it byte for byte.
+	PublicOrigin string
+	// AllowedHosts is the Host header allowlist (host or host:port); empty means the host
+	// of PublicOrigin.
+	AllowedHosts []string
+
+	// Upstream is the fixed upstream origin the proxy forwards to; UpstreamKind is what
+	// /api/info reports ("emulator" or "cartesia").
+	Upstream     string
+	UpstreamKind string
+	// CartesiaVersion is the Cartesia-Version header sent upstream by the proxy.
+	CartesiaVersion string
+	// UpstreamClient sends proxied requests; nil means the proxy's default client.
+	UpstreamClient *http.Client
+
+	// Minter mints tokens with the API key; Sealer seals them into cookies.
+	Minter Minter
+	Sealer *seal.Sealer
+	// Users is who may sign in; Sessions is who is signed in (nil: an in-memory store
+	// using Now and the default timeouts).
+	Users    *session.Directory
+	Sessions session.Store
+
+	// TokenTTL is the default token lifetime (2 s to 3600 s; zero means 300 s), clamped
+	// to each user's maximum.
+	TokenTTL time.Duration
+	// MintLimit is the per-user mint rate; LoginUserLimit and LoginIPLimit bound sign-in
+	// attempts per user name and per client address. Zero values take the defaults.
+	MintLimit      RateLimit
+	LoginUserLimit RateLimit
+	LoginIPLimit   RateLimit
+
+	// Static holds index.html, voxgate.js, app.js, style.css, voxgate.d.ts and dist/.
+	Static fs.FS
+	// Logger receives the audit events; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock for sessions, tokens and rate limits; nil means time.Now.
+	Now func() time.Time
+}
+
+// server is the composed handler and its state.
+type server struct {
+	cfg      Config
+	origin   string
+	hosts    map[string]bool
+	hsts     bool
+	log      *slog.Logger
+	sessions session.Store
+	proxy    *proxy.Proxy
+
+	mintLimits  *limiter
+	loginByUser *limiter
+	loginByIP   *limiter
+
+	mux *http.ServeMux
+}
+
+// New checks cfg and returns the server's handler.
+func New(cfg Config) (http.Handler, error) {
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newServer(cfg Config) (*server, error) {
+	origin, host, err := parseOrigin(cfg.PublicOrigin)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Minter == nil || cfg.Sealer == nil || cfg.Users == nil || cfg.Static == nil {
+		return nil, errors.New("api: Minter, Sealer, Users and Static are required")
+	}
+	if cfg.UpstreamKind != UpstreamEmulator && cfg.UpstreamKind != UpstreamCartesia {
+		return nil, fmt.Errorf("api: UpstreamKind %q is neither %q nor %q",
+			cfg.UpstreamKind, UpstreamEmulator, UpstreamCartesia)
+	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = DefaultTokenTTL
+	}
+	if cfg.TokenTTL < token.MinTTL || cfg.TokenTTL > token.MaxTTL ||
+		cfg.TokenTTL%time.Second != 0 {
+		return nil, fmt.Errorf("api: token TTL %v is not whole seconds from 2 to 3600",
+			cfg.TokenTTL)
+	}
+	cfg.MintLimit = orDefault(cfg.MintLimit, DefaultMintLimit)
+	cfg.LoginUserLimit = orDefault(cfg.LoginUserLimit, DefaultLoginUserLimit)
+	cfg.LoginIPLimit = orDefault(cfg.LoginIPLimit, DefaultLoginIPLimit)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = session.NewMemory(session.MemoryConfig{Now: cfg.Now})
+	}
+
+	s := &server{
+		cfg:         cfg,
+		origin:      origin,
+		hosts:       map[string]bool{},
+		log:         cfg.Logger,
+		sessions:    cfg.Sessions,
+		mintLimits:  newLimiter(cfg.MintLimit, cfg.Now),
+		loginByUser: newLimiter(cfg.LoginUserLimit, cfg.Now),
+		loginByIP:   newLimiter(cfg.LoginIPLimit, cfg.Now),
+	}
+	hosts := cfg.AllowedHosts
+	if len(hosts) == 0 {
+		hosts = []string{host}
+	}
+	for _, h := range hosts {
+		s.hosts[strings.ToLower(h)] = true
+	}
+	// HSTS only where it cannot lock developers out: HTTPS origins that are not loopback
+	// (HSTS on localhost would pin every local port to https).
+	s.hsts = strings.HasPrefix(origin, "https://") && !isLoopbackHost(host)
+
+	s.proxy, err = proxy.New(proxy.Config{
+		Upstream: cfg.Upstream,
+		Version:  cfg.CartesiaVersion,
+		Client:   cfg.UpstreamClient,
+		Sealer:   cfg.Sealer,
+		Sessions: cfg.Sessions,
+		Logger:   cfg.Logger,
+		Now:      cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+
+	s.routes()
+	return s, nil
+}
+
+func orDefault(l, def RateLimit) RateLimit {
+	if l.Every <= 0 || l.Burst <= 0 {
+		return def
+	}
+	return l
+}
+
+// parseOrigin accepts exactly scheme://host[:port] and returns it with its host part.
+func parseOrigin(s string) (origin, host string, err error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		return "", "", fmt.Errorf("api: public origin %q is not scheme://host[:port]", s)
+	}
+	return u.Scheme + "://" + u.Host, u.Host, nil
+}
+
+// isLoopbackHost reports whether host (with or without a port) names this machine.
+func isLoopbackHost(host string) bool {
+	h := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		h = hh
+	}
+	h = strings.Trim(h, "[]")
+	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ServeHTTP runs the middleware chain: security headers on everything, then the Host
+// allowlist, then (for /api/ and /cartesia/) no-store, CSRF and media-type checks, and
+// finally the routes.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.securityHeaders(w)
+
+	if !s.hosts[strings.ToLower(r.Host)] {
+		s.reject(r, "host_rejected")
+		reply.Error(w, http.StatusMisdirectedRequest, "host_rejected",
+			"this server does not answer for that host name")
+		return
+	}
+
+	if isGuarded(r.URL.Path) {
+		w.Header().Set("Cache-Control", "no-store")
+		if !s.checkCSRF(w, r) || !s.checkMediaType(w, r) {
+			return
+		}
+	}
+
+	s.mux.ServeHTTP(w, r)
+}
+
+// reject logs one security_rejected event: the reason, the path and the peer address,
+// never a header value, cookie or query.
+func (s *server) reject(r *http.Request, reason string, attrs ...any) {
+	attrs = append([]any{"reason", reason, "route", r.URL.Path, "remote", r.RemoteAddr}, attrs...)
+	s.log.Warn("security_rejected", attrs...)
+}

@@ -1,0 +1,196 @@
+package api
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/voxgate/voxgate/server/reply"
+	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/session"
+	"github.com/voxgate/voxgate/server/token"
+)
+
+// sessionInfo is the body of a successful login and of GET /api/session.
+type sessionInfo struct {
+	User             string        `json:"user"`
+	Grants           []token.Grant `json:"grants"`
+	SessionExpiresAt int64         `json:"session_expires_at"`
+}
+
+func infoOf(s session.Session) sessionInfo {
+	grants := s.Grants
+	if grants == nil {
+		grants = []token.Grant{}
+	}
+	return sessionInfo{User: s.User, Grants: grants, SessionExpiresAt: s.ExpiresAt.UnixMilli()}
+}
+
+// login checks a name and password and starts a fresh session. Any session the request
+// already carried is ended first, so an id planted before sign-in never becomes valid
+// (session fixation).
+func (s *server) login(w http.ResponseWriter, r *http.Request) {
+	remote := clientAddr(r)
+	if ok, wait := s.loginByIP.allow(remote); !ok {
+		s.reject(r, "login_rate_limited", "scope", "address")
+		setRetryAfter(w, wait)
+		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
+			"too many sign-in attempts; try again later")
+		return
+	}
+
+	var in struct {
+		Username *string `json:"username"`
+		Password *string `json:"password"`
+	}
+	if !decodeJSON(w, r, &in) {
+		return
+	}
+	if in.Username == nil || in.Password == nil || *in.Username == "" || *in.Password == "" {
+		reply.Error(w, http.StatusBadRequest, "bad_request",
+			`the body must be {"username": "...", "password": "..."}`)
+		return
+	}
+	name := *in.Username
+
+	if ok, wait := s.loginByUser.allow(name); !ok {
+		s.reject(r, "login_rate_limited", "scope", "user", "user", logName(name))
+		setRetryAfter(w, wait)
+		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
+			"too many sign-in attempts for this user; try again later")
+		return
+	}
+
+	user, ok := s.cfg.Users.Authenticate(name, *in.Password)
+	if !ok {
+		s.log.Info("login_failed", "reason", "invalid_credentials", "user", logName(name),
+			"remote", r.RemoteAddr)
+		reply.Error(w, http.StatusUnauthorized, "invalid_credentials",
+			"unknown user name or wrong password")
+		return
+	}
+
+	if old, err := r.Cookie(session.CookieName); err == nil && old.Value != "" {
+		_ = s.sessions.Delete(old.Value)
+	}
+	sess, err := s.sessions.Create(user)
+	if err != nil {
+		s.log.Error("login_failed", "reason", "session_store", "user", user.Name,
+			"error", err.Error())
+		reply.Error(w, http.StatusServiceUnavailable, "unavailable",
+			"cannot start a session right now")
+		return
+	}
+
+	// Token cookies sealed for the old session can never open again; drop them too.
+	for _, g := range token.Grants() {
+		if _, err := r.Cookie(seal.CookieName(g)); err == nil {
+			http.SetCookie(w, deletionCookie(seal.CookieName(g)))
+		}
+	}
+	http.SetCookie(w, newCookie(session.CookieName, sess.ID,
+		sess.AbsoluteExpiry.Sub(s.cfg.Now())))
+
+	s.log.Info("login", "user", sess.User, "session", session.Fingerprint(sess.ID),
+		"remote", r.RemoteAddr)
+	reply.JSON(w, http.StatusOK, infoOf(sess))
+}
+
+// logout ends the session (if any) and clears every voxgate cookie. It always answers 204:
+// the result a caller wants, no cookies and no session, holds either way.
+func (s *server) logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(session.CookieName); err == nil && c.Value != "" {
+		user := ""
+		if sess, err := s.sessions.Get(c.Value); err == nil {
+			user = sess.User
+		}
+		_ = s.sessions.Delete(c.Value)
+		s.log.Info("logout", "user", user, "session", session.Fingerprint(c.Value))
+	}
+
+	http.SetCookie(w, deletionCookie(session.CookieName))
+	for _, g := range token.Grants() {
+		http.SetCookie(w, deletionCookie(seal.CookieName(g)))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// whoami answers who is signed in, counting as activity.
+func (s *server) whoami(w http.ResponseWriter, r *http.Request) {
+	sess, ok := s.requireSession(w, r)
+	if !ok {
+		return
+	}
+	reply.JSON(w, http.StatusOK, infoOf(sess))
+}
+
+// requireSession resolves the session cookie or answers 401 no_session.
+func (s *server) requireSession(w http.ResponseWriter, r *http.Request) (session.Session, bool) {
+	sess, err := session.FromRequest(s.sessions, r)
+	if err == nil {
+		return sess, true
+	}
+
+	msg := "sign in first"
+	if errors.Is(err, session.ErrExpired) {
+		msg = "the session has expired; sign in again"
+	}
+	reply.Error(w, http.StatusUnauthorized, "no_session", msg)
+	return session.Session{}, false
+}
+
+// newCookie builds a cookie that satisfies the __Host-Http- prefix: Secure, HttpOnly,
+// Path=/, no Domain; SameSite=Strict keeps it off every cross-site request.
+func newCookie(name, value string, maxAge time.Duration) *http.Cookie {
+	secs := int(maxAge / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   secs,
+		Secure:   true,
+		HttpOnly: true,
+		SameSite: http.SameSiteStrictMode,
+	}
+}
+
+// deletionCookie expires a cookie. It carries the same prefix attributes as the original:
+// browsers ignore a __Host- cookie without them, deletions included.
+func deletionCookie(name string) *http.Cookie {
+	c := newCookie(name, "", time.Second)
+	c.MaxAge = -1 // net/http writes Max-Age=0
+	return c
+}
+
+// clientAddr is the peer's IP address. Forwarding headers are ignored: any client can
+// write them.
+//
+// Limitation: behind a reverse proxy every client shares the proxy's address, so the
+// per-address sign-in limit then applies to everyone at once.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// logName makes a client-supplied user name safe and short for a log line.
+func logName(name string) string {
+	out := make([]rune, 0, 64)
+	for _, c := range name {
+		if len(out) == 64 {
+			break
+		}
+		if c < ' ' || c == 0x7f {
+			c = '?'
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}

@@ -1,0 +1,133 @@
+package api
+
+import (
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/voxgate/voxgate/server/reply"
+)
+
+// csp is the Content-Security-Policy of every response. Scripts come only from this
+// origin; 'wasm-unsafe-eval' lets the page compile voxgate.wasm without also allowing
+// eval() of strings; there is no inline script or style; audio plays from blob: URLs.
+const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; " +
+	"media-src 'self' blob:; img-src 'self' data:; style-src 'self'; object-src 'none'; " +
+	"base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+
+// permissions allows the microphone to this origin (speech-to-text) and turns off the
+// powerful features the page never uses.
+const permissions = "microphone=(self), camera=(), geolocation=(), payment=(), usb=()"
+
+// securityHeaders sets the headers every response carries, errors included.
+func (s *server) securityHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Permissions-Policy", permissions)
+	if s.hsts {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+}
+
+// isGuarded reports whether a path is an API or proxy route, which get no-store and the
+// CSRF and media-type checks.
+func isGuarded(path string) bool {
+	return strings.HasPrefix(path, "/api/") || strings.HasPrefix(path, "/cartesia/")
+}
+
+// csrfExempt lists (method, path) pairs that skip only the X-CSRF header requirement:
+// public, side-effect-free reads that the page makes before anyone signs in. They still
+// pass the Fetch-Metadata and Origin checks.
+var csrfExempt = map[string]bool{
+	"GET /api/info":  true,
+	"HEAD /api/info": true,
+}
+
+// checkCSRF enforces, in order: Sec-Fetch-Site (when the browser sends it) must be
+// same-origin; otherwise Origin (when present) must equal the public origin exactly;
+// and X-CSRF: 1 must be present, which a cross-site form or simple request cannot add
+// without a CORS preflight that this server never approves.
+func (s *server) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
+	reason := ""
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		if site != "same-origin" {
+			reason = "sec_fetch_site"
+		}
+	} else if origin := r.Header.Get("Origin"); origin != "" && origin != s.origin {
+		reason = "origin_mismatch"
+	}
+	if reason == "" && r.Header.Get("X-CSRF") != "1" && !csrfExempt[r.Method+" "+r.URL.Path] {
+		reason = "missing_x_csrf"
+	}
+	if reason == "" {
+		return true
+	}
+
+	s.reject(r, "csrf_rejected", "check", reason)
+	reply.Error(w, http.StatusForbidden, "csrf_rejected",
+		"cross-site or unmarked request refused; send X-CSRF: 1 from the page's own origin")
+	return false
+}
+
+// checkMediaType refuses request bodies that are not JSON. A body-less request (no
+// Content-Type, Content-Length 0) passes, so POST /api/logout needs no body.
+func (s *server) checkMediaType(w http.ResponseWriter, r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && r.ContentLength == 0 {
+		return true
+	}
+	if isJSON(ct) {
+		return true
+	}
+	reply.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"request bodies must be application/json")
+	return false
+}
+
+// isJSON reports whether a Content-Type is application/json, with at most a UTF-8
+// charset parameter.
+func isJSON(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
+}
+
+// methods dispatches one path by method and answers 405 with Allow for the rest.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := m[r.Method]; ok {
+		h(w, r)
+		return
+	}
+	if h, ok := m[http.MethodGet]; ok && r.Method == http.MethodHead {
+		h(w, r)
+		return
+	}
+
+	allow := make([]string, 0, len(m)+1)
+	for _, meth := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		if _, ok := m[meth]; ok || (meth == http.MethodHead && m[http.MethodGet] != nil) {
+			allow = append(allow, meth)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	reply.Error(w, http.StatusMethodNotAllowed, "method_not_allowed",
+		r.Method+" is not allowed here; use "+strings.Join(allow, " or "))
+}

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/voxgate/voxgate/server/token"
+)
+
+// defaultUpstream is Cartesia's API origin, used when a key is set and UPSTREAM_URL is not.
+const defaultUpstream = "https://api.cartesia.ai"
+
+// config is everything the command line and environment say. Rendering it (fmt, JSON,
+// slog) is safe: the key is a token.APIKey and the demo password a secret.
+type config struct {
+	Addr            string
+	Upstream        string
+	CartesiaVersion string
+	TokenTTL        int
+	UsersFile       string
+	DemoUser        string
+	PublicOrigin    string
+	AllowedHosts    []string
+	CookieKeyFile   string
+	EmulatorPace    float64
+	TokenMintRate   int
+	LogFormat       string
+	APIKey          token.APIKey
+
+	// DemoPassword renders as [REDACTED]; the only place it is ever shown is the stdout
+	// announcement for people.
+	DemoPassword secret
+}
+
+// secret is configuration text that every rendering (fmt verbs, JSON, slog) hides.
+type secret string
+
+// Format implements fmt.Formatter, covering every verb including %#v.
+func (secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "[REDACTED]") }
+
+// MarshalJSON implements json.Marshaler.
+func (secret) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
+
+// LogValue implements slog.LogValuer.
+func (secret) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+
+// parseConfig reads flags, each defaulting to its environment twin, then to the built-in
+// default: a flag beats the environment, which beats the default. The API key and the
+// demo password have no flags.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	var problems []error
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	envInt := func(name string, def int) int {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s=%q is not an integer", name, v))
+		}
+		return n
+	}
+	envFloat := func(name string, def float64) float64 {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s=%q is not a number", name, v))
+		}
+		return f
+	}
+
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", env("ADDR", "127.0.0.1:8080"),
+		"listen address; port 0 picks a free one (env ADDR)")
+	fs.StringVar(&c.Upstream, "upstream", env("UPSTREAM_URL", ""),
+		"upstream origin; default Cartesia's API with a key, else the emulator (env UPSTREAM_URL)")
+	fs.StringVar(&c.CartesiaVersion, "cartesia-version", env("CARTESIA_VERSION", "2026-03-01"),
+		"Cartesia-Version header sent upstream (env CARTESIA_VERSION)")
+	fs.IntVar(&c.TokenTTL, "token-ttl", envInt("TOKEN_TTL", 300),
+		"access-token lifetime in seconds, 2 to 3600 (env TOKEN_TTL)")
+	fs.StringVar(&c.UsersFile, "users", env("USERS_FILE", ""),
+		"users file; unset: the demo user only (env USERS_FILE)")
+	fs.StringVar(&c.DemoUser, "demo-user", env("DEMO_USER", "demo"),
+		"the demo user's name (env DEMO_USER; password from DEMO_PASSWORD or random)")
+	fs.StringVar(&c.PublicOrigin, "public-origin", env("PUBLIC_ORIGIN", ""),
+		"exact origin pages are served from; default http://<bound address> (env PUBLIC_ORIGIN)")
+	hosts := fs.String("allowed-hosts", env("ALLOWED_HOSTS", ""),
+		"comma-separated Host allowlist; default from the public origin (env ALLOWED_HOSTS)")
+	fs.Float64Var(&c.EmulatorPace, "emulator-pace", envFloat("EMULATOR_PACE", 0),
+		"emulator audio pacing: 1 = real time, 0 = as fast as possible (env EMULATOR_PACE)")
+	fs.IntVar(&c.TokenMintRate, "token-mint-rate", envInt("TOKEN_MINT_RATE", 30),
+		"token mints per user per minute, bursts of half that (env TOKEN_MINT_RATE)")
+	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"),
+		"log format on stderr: text or json (env LOG_FORMAT)")
+
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+
+	c.CookieKeyFile = getenv("COOKIE_KEY_FILE")
+	c.DemoPassword = secret(getenv("DEMO_PASSWORD"))
+	for h := range strings.SplitSeq(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.AllowedHosts = append(c.AllowedHosts, h)
+		}
+	}
+
+	if c.TokenTTL < 2 || c.TokenTTL > 3600 {
+		problems = append(problems, fmt.Errorf("TOKEN_TTL %d is outside 2..3600", c.TokenTTL))
+	}
+	if c.TokenMintRate < 1 || c.TokenMintRate > 6000 {
+		problems = append(problems,
+			fmt.Errorf("TOKEN_MINT_RATE %d is outside 1..6000 a minute", c.TokenMintRate))
+	}
+	if c.EmulatorPace < 0 {
+		problems = append(problems, fmt.Errorf("EMULATOR_PACE %v is negative", c.EmulatorPace))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		problems = append(problems, fmt.Errorf("LOG_FORMAT %q is neither text nor json",
+			c.LogFormat))
+	}
+	return c, errors.Join(problems...)
+}
+
+// checkExposure refuses to listen beyond loopback unless pages are served over https:
+// every cookie is Secure, and browsers only treat plain http as secure for localhost, so
+// a plain-http public address could not keep anyone signed in (and would send passwords
+// in clear text).
+func checkExposure(addr, publicOrigin string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("ADDR %q is not host:port: %w", addr, err)
+	}
+	if isLoopback(host) {
+		return nil
+	}
+	if !strings.HasPrefix(publicOrigin, "https://") {
+		return fmt.Errorf("ADDR %q is not a loopback address, so PUBLIC_ORIGIN must be the "+
+			"https:// origin users reach (behind a TLS terminator): the session and token "+
+			"cookies are Secure and browsers drop them over plain http", addr)
+	}
+	return nil
+}
+
+// isLoopback reports whether a listen host stays on this machine. An empty host means
+// every interface, which does not.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// originDefaults fills PUBLIC_ORIGIN from the address actually bound (so port 0 works)
+// and ALLOWED_HOSTS from PUBLIC_ORIGIN, adding localhost:<port> when bound to loopback.
+func originDefaults(publicOrigin string, allowed []string,
+	bound net.Addr) (string, []string, error) {
+	tcp, ok := bound.(*net.TCPAddr)
+	if !ok {
+		return "", nil, fmt.Errorf("listener address %v is not TCP", bound)
+	}
+
+	origin := strings.TrimSuffix(publicOrigin, "/")
+	if origin == "" {
+		origin = "http://" + tcp.String()
+	}
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.Path != "" || u.RawQuery != "" || u.User != nil {
+		return "", nil, fmt.Errorf("PUBLIC_ORIGIN %q is not scheme://host[:port]", publicOrigin)
+	}
+
+	if len(allowed) > 0 {
+		return origin, allowed, nil
+	}
+	hosts := []string{u.Host}
+	if tcp.IP.IsLoopback() {
+		local := net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
+		if local != u.Host {
+			hosts = append(hosts, local)
+		}
+	}
+	return origin, hosts, nil
+}
+
+// checkUpstream validates UPSTREAM_URL for use with a real key: https, or http only to a
+// loopback host (a local emulator), and a bare origin with nothing that could carry
+// credentials or redirect paths.
+func checkUpstream(raw string) (string, error) {
+	if raw == "" {
+		return defaultUpstream, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+		(u.Path != "" && u.Path != "/") {
+		return "", fmt.Errorf("UPSTREAM_URL %q is not a bare scheme://host[:port] origin", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return "", fmt.Errorf("UPSTREAM_URL %q: plain http is only allowed to a loopback "+
+				"host; the API key would cross the network in clear text", raw)
+		}
+	default:
+		return "", fmt.Errorf("UPSTREAM_URL %q must be https (or http to loopback)", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}

@@ -1,0 +1,384 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/voxgate/voxgate/server/token"
+)
+
+const canaryKey = "sk_car_CANARY_main_77aa"
+
+func init() { bcryptCost = bcrypt.MinCost }
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestFlagsBeatEnvironmentBeatsDefaults(t *testing.T) {
+	c, err := parseConfig(nil, envOf(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.CartesiaVersion != "2026-03-01" || c.TokenTTL != 300 ||
+		c.DemoUser != "demo" || c.EmulatorPace != 0 || c.TokenMintRate != 30 ||
+		c.LogFormat != "text" || c.Upstream != "" || c.PublicOrigin != "" {
+		t.Errorf("defaults: %+v", c)
+	}
+
+	env := envOf(map[string]string{
+		"ADDR": "127.0.0.1:9000", "TOKEN_TTL": "120", "ALLOWED_HOSTS": "a.example, b.example",
+		"LOG_FORMAT": "json", "COOKIE_KEY_FILE": "/k", "DEMO_PASSWORD": "pw", "EMULATOR_PACE": "1",
+		"TOKEN_MINT_RATE": "10", "PUBLIC_ORIGIN": "https://voice.example", "USERS_FILE": "/u",
+		"DEMO_USER": "dora", "CARTESIA_VERSION": "2025-04-16", "UPSTREAM_URL": "https://up.example",
+	})
+	c, err = parseConfig(nil, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9000" || c.TokenTTL != 120 || c.LogFormat != "json" ||
+		!slices.Equal(c.AllowedHosts, []string{"a.example", "b.example"}) ||
+		c.CookieKeyFile != "/k" || c.DemoPassword != "pw" || c.EmulatorPace != 1 ||
+		c.TokenMintRate != 10 || c.PublicOrigin != "https://voice.example" || c.UsersFile != "/u" ||
+		c.DemoUser != "dora" || c.CartesiaVersion != "2025-04-16" || c.Upstream != "https://up.example" {
+		t.Errorf("from the environment: %+v", c)
+	}
+
+	c, err = parseConfig([]string{"-addr", "127.0.0.1:0", "-token-ttl", "60", "-log-format", "text"},
+		env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:0" || c.TokenTTL != 60 || c.LogFormat != "text" {
+		t.Errorf("flags did not win: %+v", c)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{"TOKEN_TTL": "1"}, nil, "TOKEN_TTL"},
+		{map[string]string{"TOKEN_TTL": "3601"}, nil, "TOKEN_TTL"},
+		{map[string]string{"TOKEN_TTL": "5m"}, nil, "TOKEN_TTL"},
+		{map[string]string{"LOG_FORMAT": "xml"}, nil, "LOG_FORMAT"},
+		{map[string]string{"TOKEN_MINT_RATE": "0"}, nil, "TOKEN_MINT_RATE"},
+		{map[string]string{"EMULATOR_PACE": "-1"}, nil, "EMULATOR_PACE"},
+		{nil, []string{"-api-key", "x"}, "api-key"},
+		{nil, []string{"extra"}, "unexpected"},
+	}
+	for _, tt := range tests {
+		_, err := parseConfig(tt.args, envOf(tt.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v %v: error %v, want one naming %s", tt.env, tt.args, err, tt.want)
+		}
+	}
+}
+
+func TestNonLoopbackNeedsAnHTTPSOrigin(t *testing.T) {
+	tests := []struct {
+		addr, origin string
+		ok           bool
+	}{
+		{"127.0.0.1:0", "", true},
+		{"localhost:8080", "", true},
+		{"[::1]:8080", "", true},
+		{"0.0.0.0:8080", "", false},
+		{":8080", "", false},
+		{"192.168.1.10:8080", "http://192.168.1.10:8080", false},
+		{"0.0.0.0:8080", "https://voice.example", true},
+		{"nonsense", "", false},
+	}
+	for _, tt := range tests {
+		err := checkExposure(tt.addr, tt.origin)
+		if (err == nil) != tt.ok {
+			t.Errorf("checkExposure(%q, %q) = %v, want ok=%v", tt.addr, tt.origin, err, tt.ok)
+		}
+		if err != nil && tt.addr != "nonsense" && !strings.Contains(err.Error(), "Secure") {
+			t.Errorf("error %q does not explain the Secure cookies", err)
+		}
+	}
+}
+
+func TestOriginDefaultsComeFromTheBoundAddress(t *testing.T) {
+	loop := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}
+	tests := []struct {
+		origin     string
+		allowed    []string
+		bound      net.Addr
+		wantOrigin string
+		wantHosts  []string
+	}{
+		{"", nil, loop, "http://127.0.0.1:5555", []string{"127.0.0.1:5555", "localhost:5555"}},
+		{"https://voice.example/", nil, loop, "https://voice.example",
+			[]string{"voice.example", "localhost:5555"}},
+		{"https://voice.example", nil, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 443},
+			"https://voice.example", []string{"voice.example"}},
+		{"", []string{"x.example"}, loop, "http://127.0.0.1:5555", []string{"x.example"}},
+	}
+	for _, tt := range tests {
+		origin, hosts, err := originDefaults(tt.origin, tt.allowed, tt.bound)
+		if err != nil || origin != tt.wantOrigin || !slices.Equal(hosts, tt.wantHosts) {
+			t.Errorf("originDefaults(%q, %v, %v) = %q %v %v, want %q %v", tt.origin, tt.allowed,
+				tt.bound, origin, hosts, err, tt.wantOrigin, tt.wantHosts)
+		}
+	}
+	for _, bad := range []string{"voice.example", "https://voice.example/app", "ftp://x"} {
+		if _, _, err := originDefaults(bad, nil, loop); err == nil {
+			t.Errorf("accepted PUBLIC_ORIGIN %q", bad)
+		}
+	}
+}
+
+func TestUpstreamMustBeHTTPSUnlessLoopback(t *testing.T) {
+	tests := []struct {
+		in, want string
+	}{
+		{"", "https://api.cartesia.ai"},
+		{"https://api.cartesia.ai/", "https://api.cartesia.ai"},
+		{"http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+		{"http://localhost:9000", "http://localhost:9000"},
+		{"http://[::1]:9000", "http://[::1]:9000"},
+		{"http://api.example", ""},
+		{"http://10.0.0.1", ""},
+		{"https://api.example/v1", ""},
+		{"https://user:pw@api.example", ""},
+		{"wss://api.example", ""},
+		{"api.example", ""},
+	}
+	for _, tt := range tests {
+		got, err := checkUpstream(tt.in)
+		if tt.want == "" && err == nil || tt.want != "" && got != tt.want {
+			t.Errorf("checkUpstream(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestConfigRenderingHidesSecrets(t *testing.T) {
+	key, err := token.LoadAPIKey(envOf(map[string]string{token.EnvAPIKey: canaryKey}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := config{Addr: "127.0.0.1:0", APIKey: key, DemoPassword: "CANARY-demo-pw"}
+
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("config", "config", c)
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "config", c)
+	js, _ := json.Marshal(c)
+	for _, s := range []string{fmt.Sprintf("%v %+v %#v", c, c, c), string(js), logs.String()} {
+		if strings.Contains(s, "CANARY") {
+			t.Errorf("config rendering leaks a secret: %s", s)
+		}
+		if !strings.Contains(s, "[REDACTED]") {
+			t.Errorf("config rendering lacks [REDACTED]: %s", s)
+		}
+	}
+}
+
+// syncBuffer collects output written by concurrent goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// started runs the command like a process would and returns the URL from its
+// `listening` log event, as the browser test reads it.
+func started(t *testing.T, env map[string]string) (url string, stdout, stderr *syncBuffer) {
+	t.Helper()
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	env["ADDR"] = "127.0.0.1:0"
+	env["LOG_FORMAT"] = "json"
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, envOf(env), stdout, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run returned %v after cancel", err)
+		}
+		for _, out := range []string{stdout.String(), stderr.String()} {
+			if strings.Contains(out, canaryKey) {
+				t.Errorf("the API key was printed: %s", out)
+			}
+		}
+		if strings.Contains(stderr.String(), "CANARYPW") {
+			t.Errorf("the demo password reached the log: %s", stderr.String())
+		}
+	})
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for line := range strings.SplitSeq(stderr.String(), "\n") {
+			var e struct {
+				Msg string `json:"msg"`
+				URL string `json:"url"`
+			}
+			if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "listening" {
+				return e.URL, stdout, stderr
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v\n%s", err, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no listening event:\n%s", stderr.String())
+	return "", nil, nil
+}
+
+// call sends a same-origin JSON request the way the page does.
+func call(t *testing.T, base, method, path, body string, cookies []*http.Cookie) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+	req.Header.Set("X-CSRF", "1")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// signInAndMint logs the demo user in and mints a tts token, returning both cookies.
+func signInAndMint(t *testing.T, base string) []*http.Cookie {
+	t.Helper()
+	resp := call(t, base, "POST", "/api/login", `{"username":"demo","password":"CANARYPW"}`, nil)
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("login: %d %s", resp.StatusCode, b)
+	}
+	cookies := resp.Cookies()
+	resp = call(t, base, "POST", "/api/token", `{"grant":"tts"}`, cookies)
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("mint: %d %s", resp.StatusCode, b)
+	}
+	return append(cookies, resp.Cookies()...)
+}
+
+func TestServerWithAKeyUsesTheConfiguredUpstream(t *testing.T) {
+	var mu sync.Mutex
+	var auth []string
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		if r.URL.Path == "/access-token" {
+			_, _ = io.WriteString(w, `{"token":"ctok_main"}`)
+			return
+		}
+		_, _ = io.WriteString(w, "audio")
+	}))
+	defer fake.Close()
+
+	base, stdout, stderr := started(t, map[string]string{
+		token.EnvAPIKey: canaryKey, "UPSTREAM_URL": fake.URL, "DEMO_PASSWORD": "CANARYPW",
+	})
+	cookies := signInAndMint(t, base)
+	resp := call(t, base, "POST", "/cartesia/tts/bytes", `{"transcript":"hi"}`, cookies)
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "audio" {
+		t.Errorf("proxy: %d %q", resp.StatusCode, b)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"/access-token Bearer " + canaryKey, "/tts/bytes Bearer ctok_main"}
+	if !slices.Equal(auth, want) {
+		t.Errorf("upstream saw %q, want %q", auth, want)
+	}
+	if !strings.Contains(stdout.String(), base) || !strings.Contains(stdout.String(), "CANARYPW") {
+		t.Errorf("stdout lacks the URL or the demo password:\n%s", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), `"kind":"cartesia"`) {
+		t.Errorf("no upstream event for cartesia:\n%s", stderr.String())
+	}
+}
+
+func TestServerWithoutAKeyRunsTheEmulator(t *testing.T) {
+	base, stdout, stderr := started(t, map[string]string{"DEMO_PASSWORD": "CANARYPW"})
+
+	resp := call(t, base, "GET", "/api/info", "", nil)
+	if b, _ := io.ReadAll(resp.Body); !strings.Contains(string(b), `"upstream":"emulator"`) {
+		t.Errorf("info: %s", b)
+	}
+	if !strings.Contains(stderr.String(), `"level":"WARN","msg":"upstream"`) ||
+		!strings.Contains(stdout.String(), "emulator") {
+		t.Errorf("the emulator is not announced loudly:\n%s\n%s", stdout.String(), stderr.String())
+	}
+
+	cookies := signInAndMint(t, base)
+	body := `{"model_id":"sonic-3","transcript":"Hello there.",` +
+		`"voice":{"mode":"id","id":"6ccbfb76-1fc6-48f7-b71d-91ac6298247b"},` +
+		`"output_format":{"container":"wav","encoding":"pcm_s16le","sample_rate":24000},` +
+		`"language":"en"}`
+	resp = call(t, base, "POST", "/cartesia/tts/bytes", body, cookies)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !bytes.HasPrefix(b, []byte("RIFF")) {
+		t.Errorf("tts through the emulator: %d %q", resp.StatusCode, b[:min(len(b), 200)])
+	}
+}
+
+func TestStartRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"public bind over http", map[string]string{"ADDR": "0.0.0.0:0"}, "PUBLIC_ORIGIN"},
+		{"plain-http remote upstream", map[string]string{token.EnvAPIKey: canaryKey,
+			"UPSTREAM_URL": "http://api.example", "ADDR": "127.0.0.1:0"}, "loopback"},
+		{"upstream without key", map[string]string{"UPSTREAM_URL": "https://api.example",
+			"ADDR": "127.0.0.1:0"}, "no API key"},
+		{"both key sources", map[string]string{token.EnvAPIKey: canaryKey,
+			token.EnvAPIKeyFile: "/nonexistent", "ADDR": "127.0.0.1:0"}, "both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), nil, envOf(tt.env), &out, &errOut)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("run error %v, want one mentioning %q", err, tt.want)
+			}
+			if strings.Contains(err.Error()+out.String()+errOut.String(), canaryKey) {
+				t.Error("the key was printed")
+			}
+		})
+	}
+}

@@ -1,0 +1,110 @@
+package emulator
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// authMode is what a route accepts as credentials.
+type authMode int
+
+const (
+	authNone   authMode = iota // public
+	authAPIKey                 // the API key only (e.g. minting access tokens)
+	authGrant                  // the API key, or an access token carrying the route's grant
+)
+
+// Where a credential was presented; for messages, never logged with the value.
+const (
+	fromBearer  = "Authorization: Bearer"
+	fromAPIKey  = "X-API-Key"
+	credKey     = "api_key"
+	credToken   = "access_token"
+	bearerMatch = "bearer "
+)
+
+// authenticate checks the call's credentials against the route's mode and answers the
+// error itself when they do not pass.
+//
+// Authorization: Bearer takes precedence over X-API-Key when both are sent. The bearer
+// value may be an API key or an access token; X-API-Key takes API keys only (Cartesia
+// documents access tokens in Authorization only).
+func (c *call) authenticate(mode authMode, grant string) bool {
+	value, from, problem := presented(c.r)
+	if problem != "" {
+		c.fail(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", problem)
+		return false
+	}
+
+	if c.e.isAPIKey(value) {
+		c.credential = credKey
+		return true
+	}
+	if !looksLikeJWT(value) {
+		c.fail(http.StatusUnauthorized, codeUnauthorized, "Unauthorized",
+			fmt.Sprintf("the credential in %s is not a valid API key or access token", from))
+		return false
+	}
+	if from == fromAPIKey {
+		c.fail(http.StatusUnauthorized, codeUnauthorized, "Unauthorized",
+			"access tokens go in Authorization: Bearer <token>; X-API-Key takes API keys only")
+		return false
+	}
+
+	claims, err := c.e.tokens.verify(value, c.e.now())
+	switch {
+	case errors.Is(err, errTokenExpired):
+		c.fail(http.StatusUnauthorized, codeTokenExpired, "Token expired",
+			"the access token has expired; mint a new one with POST /access-token")
+		return false
+	case err != nil:
+		c.fail(http.StatusUnauthorized, codeUnauthorized, "Unauthorized",
+			"the access token is not valid (bad signature, key id or claims)")
+		return false
+	}
+	c.credential = credToken
+
+	switch {
+	case mode == authAPIKey:
+		c.fail(http.StatusForbidden, codeAPIKeyRequired, "API key required",
+			"this route needs an API key; access tokens cannot be used here "+
+				"(an access token cannot mint access tokens)")
+		return false
+	case !claims.Grants.allows(grant):
+		c.fail(http.StatusForbidden, codeInsufficientGrant, "Insufficient grant",
+			fmt.Sprintf("the access token has no %q grant, which %s needs", grant, c.r.URL.Path))
+		return false
+	}
+	return true
+}
+
+// presented returns the credential a request carries and where it came from, or a
+// problem to report when there is none or the Authorization header is malformed.
+func presented(r *http.Request) (value, from, problem string) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		if len(auth) <= len(bearerMatch) || !strings.EqualFold(auth[:len(bearerMatch)], bearerMatch) {
+			return "", "", "the Authorization header must be \"Bearer <API key or access token>\""
+		}
+		return strings.TrimSpace(auth[len(bearerMatch):]), fromBearer, ""
+	}
+	if key := r.Header.Get("X-API-Key"); key != "" {
+		return strings.TrimSpace(key), fromAPIKey, ""
+	}
+	return "", "", "no credentials: send X-API-Key: <API key> or Authorization: Bearer <API key " +
+		"or access token>"
+}
+
+// isAPIKey compares value with every accepted key in constant time. Comparing digests
+// keeps the comparison independent of the keys' lengths as well.
+func (e *Emulator) isAPIKey(value string) bool {
+	digest := sha256.Sum256([]byte(value))
+	match := 0
+	for _, k := range e.keys {
+		match |= subtle.ConstantTimeCompare(digest[:], k[:])
+	}
+	return match == 1 && value != ""
+}

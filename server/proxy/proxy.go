@@ -1,0 +1,366 @@
+// Package proxy forwards the page's same-origin /cartesia/... calls to the one fixed
+// upstream, paying with the caller's own access token.
+//
+// Each call needs a live session and that grant's sealed token cookie; the proxy opens the
+// cookie, sends Authorization: Bearer <token> upstream and relays the answer as it
+// arrives. Request and response headers are copied by allowlist, the client's query
+// string is dropped, and nothing the client sends can choose the upstream host or path.
+// The package never sees the API key and never mints tokens.
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/voxgate/voxgate/server/reply"
+	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/session"
+	"github.com/voxgate/voxgate/server/token"
+)
+
+// Defaults for Config's zero values.
+const (
+	// DefaultHeaderTimeout bounds the wait for upstream response headers; synthesis
+	// starts streaming well within it.
+	DefaultHeaderTimeout = 30 * time.Second
+	// DefaultStreamIdle aborts a relayed body when upstream sends nothing for this long.
+	DefaultStreamIdle = 30 * time.Second
+	// DefaultWriteTimeout bounds each write to a client that has stopped reading.
+	DefaultWriteTimeout = 30 * time.Second
+)
+
+// maxErrorBody caps how much of an upstream error body is read before answering.
+const maxErrorBody = 64 << 10
+
+// copyBuffer is the relay's read size; each read is flushed to the client at once.
+const copyBuffer = 32 << 10
+
+// requestHeaders are the only client headers forwarded upstream. Credentials (Cookie,
+// Authorization, X-API-Key), forwarding headers and everything else stay behind.
+var requestHeaders = []string{"Content-Type", "Accept"}
+
+// responseHeaders are the only upstream headers relayed to the client. Set-Cookie, CORS,
+// Location, Server and the rest stay behind.
+var responseHeaders = []string{"Content-Type", "Cartesia-Request-Id", "Cartesia-File-Id",
+	"Retry-After"}
+
+// Config configures a Proxy.
+type Config struct {
+	// Upstream is the fixed origin, for example "https://api.cartesia.ai".
+	Upstream string
+	// Version is the Cartesia-Version header sent upstream.
+	Version string
+	// Client sends upstream requests; nil means one with DefaultHeaderTimeout. It must not
+	// follow redirects.
+	Client *http.Client
+	// Sealer opens token cookies; Sessions resolves the session cookie.
+	Sealer   *seal.Sealer
+	Sessions session.Store
+	// Logger receives one `proxy` event per call and `security_rejected` events.
+	Logger *slog.Logger
+	// Now is the clock for token expiry; nil means time.Now.
+	Now func() time.Time
+	// StreamIdle and WriteTimeout bound a relayed stream; zero means the defaults.
+	StreamIdle   time.Duration
+	WriteTimeout time.Duration
+}
+
+// Proxy relays the routes in Routes. It is safe for concurrent use.
+type Proxy struct {
+	upstream *url.URL
+	cfg      Config
+}
+
+// New checks the configuration and returns a Proxy.
+func New(cfg Config) (*Proxy, error) {
+	u, err := url.Parse(cfg.Upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || (u.Path != "" && u.Path != "/") {
+		return nil, fmt.Errorf("proxy: upstream %q is not a bare http(s) origin", cfg.Upstream)
+	}
+	if cfg.Version == "" || cfg.Sealer == nil || cfg.Sessions == nil {
+		return nil, errors.New("proxy: Version, Sealer and Sessions are required")
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{
+			Transport: token.NewTransport(DefaultHeaderTimeout),
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.StreamIdle <= 0 {
+		cfg.StreamIdle = DefaultStreamIdle
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	return &Proxy{upstream: &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg: cfg}, nil
+}
+
+// Handler serves one route. The caller registers it under its own prefix and method.
+func (p *Proxy) Handler(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &call{p: p, rt: rt, start: time.Now(), status: http.StatusOK}
+		defer c.log(r)
+		c.serve(w, r)
+	})
+}
+
+// call is the state of one relayed request, for its log event.
+type call struct {
+	p      *Proxy
+	rt     Route
+	start  time.Time
+	user   string
+	status int
+	bytes  int64
+	note   string
+}
+
+// fail answers one of our JSON errors and remembers the status for the log.
+func (c *call) fail(w http.ResponseWriter, status int, code, msg string) {
+	c.status = status
+	reply.Error(w, status, code, msg)
+}
+
+// log writes the one `proxy` event of the call. Path only; never the query or headers.
+func (c *call) log(r *http.Request) {
+	attrs := []any{
+		"route", r.URL.Path, "grant", string(c.rt.Grant), "user", c.user,
+		"status", c.status, "dur_ms", time.Since(c.start).Milliseconds(), "bytes", c.bytes,
+	}
+	if c.note != "" {
+		attrs = append(attrs, "note", c.note)
+	}
+	c.p.cfg.Logger.Info("proxy", attrs...)
+}
+
+func (c *call) serve(w http.ResponseWriter, r *http.Request) {
+	tok, ok := c.authorize(w, r)
+	if !ok {
+		return
+	}
+
+	body, ok := c.readBody(w, r)
+	if !ok {
+		return
+	}
+
+	resp, ok := c.send(w, r, tok, body)
+	if !ok {
+		return
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode >= 400 {
+		c.relayError(w, resp)
+		return
+	}
+	c.relayStream(w, r, resp)
+}
+
+// authorize resolves the session and opens the grant's token cookie.
+func (c *call) authorize(w http.ResponseWriter, r *http.Request) (token.Token, bool) {
+	sess, err := session.FromRequest(c.p.cfg.Sessions, r)
+	if err != nil {
+		c.fail(w, http.StatusUnauthorized, "no_session", "sign in first")
+		return token.Token{}, false
+	}
+	c.user = sess.User
+
+	if !sess.Allows(c.rt.Grant) {
+		c.fail(w, http.StatusForbidden, "grant_forbidden",
+			fmt.Sprintf("your account may not use the %s grant", c.rt.Grant))
+		return token.Token{}, false
+	}
+
+	cookie, err := r.Cookie(seal.CookieName(c.rt.Grant))
+	if err != nil || cookie.Value == "" {
+		c.fail(w, http.StatusUnauthorized, "no_token",
+			fmt.Sprintf("no %s token; request one from /api/token", c.rt.Grant))
+		return token.Token{}, false
+	}
+
+	tok, err := c.p.cfg.Sealer.Open(cookie.Value, sess.ID, c.rt.Grant)
+	if err != nil {
+		// A cookie that is present but does not open was altered, or belongs to another
+		// session or grant: worth a security event, with the reason and never the value.
+		c.p.cfg.Logger.Warn("security_rejected", "reason", "token_cookie_invalid",
+			"detail", err.Error(), "route", r.URL.Path, "remote", r.RemoteAddr,
+			"user", sess.User, "session", session.Fingerprint(sess.ID))
+		c.fail(w, http.StatusUnauthorized, "no_token",
+			fmt.Sprintf("the %s token cookie is not valid; request a new one", c.rt.Grant))
+		return token.Token{}, false
+	}
+
+	if !c.p.cfg.Now().Before(tok.ExpiresAt) {
+		c.fail(w, http.StatusUnauthorized, "token_expired",
+			fmt.Sprintf("the %s token has expired", c.rt.Grant))
+		return token.Token{}, false
+	}
+	return tok, true
+}
+
+// readBody checks the media type and reads the whole (small, capped) body, so that an
+// oversize request is refused before anything reaches upstream.
+func (c *call) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		c.fail(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"the request body must be application/json")
+		return nil, false
+	}
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, c.rt.BodyLimit))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		c.fail(w, http.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("the request body is over %d bytes", c.rt.BodyLimit))
+		return nil, false
+	case err != nil:
+		c.fail(w, http.StatusBadRequest, "bad_request", "could not read the request body")
+		return nil, false
+	}
+	return body, true
+}
+
+// send builds the upstream request from the allowlists and sends it.
+func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token,
+	body []byte) (*http.Response, bool) {
+	target := *c.p.upstream
+	target.Path = c.rt.Upstream
+
+	out, err := http.NewRequestWithContext(r.Context(), c.rt.Method, target.String(),
+		bytes.NewReader(body))
+	if err != nil {
+		c.fail(w, http.StatusInternalServerError, "internal", "could not build the request")
+		return nil, false
+	}
+	for _, h := range requestHeaders {
+		if v := r.Header.Values(h); len(v) > 0 {
+			out.Header[h] = append([]string(nil), v...)
+		}
+	}
+	out.Header.Set("Authorization", "Bearer "+tok.Value.Reveal())
+	out.Header.Set("Cartesia-Version", c.p.cfg.Version)
+	out.Header.Set("User-Agent", "voxgate")
+
+	resp, err := c.p.cfg.Client.Do(out)
+	if err == nil {
+		return resp, true
+	}
+
+	switch {
+	case r.Context().Err() != nil:
+		// The browser went away; nobody is left to answer.
+		c.status, c.note = 499, "client_closed"
+	case token.IsTimeout(err):
+		c.note = "upstream_timeout"
+		c.fail(w, http.StatusGatewayTimeout, "upstream_timeout",
+			"the upstream did not answer in time")
+	default:
+		c.note = "upstream_unavailable"
+		c.fail(w, http.StatusBadGateway, "upstream_unavailable", "the upstream is unreachable")
+	}
+	return nil, false
+}
+
+// upstreamCodes maps upstream error statuses to our codes; anything else is
+// upstream_error. A 401 upstream means the token was refused, which the client fixes the
+// same way as an expired one: mint again and retry once.
+var upstreamCodes = map[int]string{
+	http.StatusUnauthorized:    "token_expired",
+	http.StatusForbidden:       "grant_forbidden",
+	http.StatusTooManyRequests: "rate_limited",
+}
+
+// relayError answers an upstream error in our shape, keeping the status.
+func (c *call) relayError(w http.ResponseWriter, resp *http.Response) {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	ue := token.ParseUpstreamError(resp.StatusCode, resp.Header, raw)
+
+	code, ok := upstreamCodes[resp.StatusCode]
+	if !ok {
+		code = "upstream_error"
+	}
+	msg := ue.Error()
+	if ue.RetryAfter != "" {
+		w.Header().Set("Retry-After", ue.RetryAfter)
+	}
+
+	c.status = resp.StatusCode
+	reply.ErrorDetail(w, resp.StatusCode, reply.Detail{Code: code, Message: msg,
+		Upstream: ue.Reply()})
+}
+
+// errStreamIdle cancels an upstream body that has gone quiet.
+var errStreamIdle = errors.New("proxy: upstream stream idle")
+
+// relayStream copies allowlisted headers and then the body, flushing after every read so
+// audio reaches the browser as it is produced. A failure after the status line is sent
+// cannot be reported as JSON any more; the handler aborts so the client sees a truncated
+// response rather than a clean end.
+func (c *call) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+	for _, h := range responseHeaders {
+		if v := resp.Header.Values(h); len(v) > 0 {
+			w.Header()[http.CanonicalHeaderKey(h)] = append([]string(nil), v...)
+		}
+	}
+	c.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+
+	// The idle timer cancels the upstream read when nothing arrives for StreamIdle.
+	var idleFired atomic.Bool
+	idle := time.AfterFunc(c.p.cfg.StreamIdle, func() {
+		idleFired.Store(true)
+		_ = resp.Body.Close()
+	})
+	defer idle.Stop()
+
+	buf := make([]byte, copyBuffer)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			idle.Reset(c.p.cfg.StreamIdle)
+			_ = rc.SetWriteDeadline(time.Now().Add(c.p.cfg.WriteTimeout))
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				c.note = "client_write_failed"
+				return
+			}
+			c.bytes += int64(n)
+			_ = rc.Flush()
+		}
+		if rerr == io.EOF {
+			return
+		}
+		if rerr != nil {
+			if r.Context().Err() == nil {
+				c.note = "upstream_read_failed"
+			}
+			if idleFired.Load() {
+				c.note = errStreamIdle.Error()
+			}
+			// The deferred log in Handler still runs while this unwinds.
+			panic(http.ErrAbortHandler)
+		}
+	}
+}

@@ -1,0 +1,203 @@
+//go:build js && wasm
+
+// Package client is voxgate's browser client for Go programs compiled to WebAssembly: it
+// signs in against the voxgate server, keeps each grant's token fresh through the tracker
+// before every call, and calls Cartesia through the server's same-origin proxy.
+//
+// It owns the HTTP surface of the server as seen from the page (paths, the X-CSRF header,
+// JSON bodies, error decoding, the retry after a rejected token). It never sees a token or
+// a cookie value (the browser keeps them, httpOnly) and never touches the DOM or exported
+// JavaScript names; cmd/voxgate does that.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/voxgate/voxgate/wasm/tracker"
+)
+
+// Grants the server knows.
+const (
+	GrantTTS   = "tts"
+	GrantSTT   = "stt"
+	GrantAgent = "agent"
+)
+
+// EventSessionEnd is delivered when the session ended: after Logout (reason "logout") or
+// when any call was answered 401 no_session (reason "no_session").
+const EventSessionEnd = "sessionend"
+
+// Event is a token event from the tracker (refresh, refresherror, expiring, expired) or
+// EventSessionEnd.
+type Event struct {
+	// Type is tracker.EventRefresh, ..., or EventSessionEnd.
+	Type string
+
+	// Grant is the grant concerned, empty for EventSessionEnd.
+	Grant string
+
+	// Reason is the refresh reason, or why the session ended.
+	Reason string
+
+	// State is the grant's state after the event.
+	State tracker.State
+
+	// Err is set for refresherror events.
+	Err *Error
+}
+
+// Options configures a Client.
+type Options struct {
+	// BaseURL is the server's origin; empty means the page's own origin.
+	//
+	// Limitation: requests use credentials "same-origin", so a BaseURL on another origin
+	// gets no cookies and every call fails with no_session; serve the page from the server.
+	BaseURL string
+
+	// Margin is how long before expiry a token is refreshed; zero means the tracker's
+	// default (min(30 s, lifetime/5)).
+	Margin time.Duration
+
+	// NoProactive disables timer-driven refreshes (tokens are then refreshed at use).
+	NoProactive bool
+
+	// OnEvent receives every Event, without any lock held; it should return quickly.
+	OnEvent func(Event)
+
+	// Clock replaces the real clock (tests).
+	Clock tracker.Clock
+}
+
+// session states, for deciding when a session has ended.
+const (
+	sessionUnknown = iota
+	sessionActive
+	sessionEnded
+)
+
+// Client talks to one voxgate server. It is safe for concurrent use.
+type Client struct {
+	base    string
+	onEvent func(Event)
+	tokens  *tracker.Tracker
+
+	mu      sync.Mutex
+	session int
+}
+
+// New returns a Client. It makes no request until a method is called.
+func New(opts Options) *Client {
+	c := &Client{base: strings.TrimRight(opts.BaseURL, "/"), onEvent: opts.OnEvent}
+	c.tokens = tracker.New(tracker.Options{
+		Refresh:     c.refresh,
+		Clock:       opts.Clock,
+		Margin:      opts.Margin,
+		NoProactive: opts.NoProactive,
+		OnEvent:     c.trackerEvent,
+	})
+	return c
+}
+
+// Tokens gives access to the per-grant token states.
+func (c *Client) Tokens() Tokens {
+	return Tokens{c: c}
+}
+
+// Close stops every timer; later calls fail with code "closed".
+func (c *Client) Close() {
+	c.tokens.Close()
+}
+
+// Tokens reads and refreshes the client's per-grant token state.
+type Tokens struct {
+	c *Client
+}
+
+// State returns grant's current token state.
+func (t Tokens) State(grant string) tracker.State {
+	return t.c.tokens.State(grant)
+}
+
+// States returns every grant's state: tts, stt, agent, then any other grant used.
+func (t Tokens) States() []tracker.State {
+	return t.c.tokens.States()
+}
+
+// Refresh mints a new token for grant now.
+func (t Tokens) Refresh(ctx context.Context, grant string) (tracker.State, error) {
+	st, err := t.c.tokens.Refresh(ctx, grant)
+	if err != nil {
+		return st, AsError(err, grant)
+	}
+	return st, nil
+}
+
+// refresh is the tracker's RefreshFunc: POST /api/token. It never retries on 401 (buglog
+// B28): a refresh rejected for lack of a session means the user is signed out.
+func (c *Client) refresh(ctx context.Context, grant string) (tracker.Token, error) {
+	var tok tracker.Token
+	err := c.callJSON(ctx, "POST", "/api/token", map[string]string{"grant": grant}, &tok)
+	if err != nil {
+		e := AsError(err, grant)
+		return tok, &tracker.RefreshError{Grant: grant, Code: e.Code, Status: e.Status,
+			Message: e.Message, RetryAfter: e.RetryAfter, Err: e}
+	}
+
+	c.sessionStarted()
+	return tok, nil
+}
+
+// trackerEvent forwards a tracker event to OnEvent.
+func (c *Client) trackerEvent(ev tracker.Event) {
+	out := Event{Type: ev.Type, Grant: ev.Grant, Reason: ev.Reason, State: ev.State}
+	if ev.Err != nil {
+		out.Err = AsError(ev.Err, ev.Grant)
+	}
+	c.emit(out)
+}
+
+func (c *Client) emit(ev Event) {
+	if c.onEvent != nil {
+		c.onEvent(ev)
+	}
+}
+
+// sessionStarted records that the server recognised the session.
+func (c *Client) sessionStarted() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.session = sessionActive
+}
+
+// sessionEnded forgets every token and emits EventSessionEnd, once per session unless
+// forced (an explicit logout always reports).
+func (c *Client) sessionEnded(reason string, force bool) {
+	c.mu.Lock()
+	was := c.session
+	c.session = sessionEnded
+	c.mu.Unlock()
+
+	if was == sessionEnded && !force {
+		return
+	}
+	c.tokens.Reset()
+	c.emit(Event{Type: EventSessionEnd, Reason: reason})
+}
+
+// marshal encodes a request body; json.RawMessage and []byte holding JSON pass through
+// after validation.
+func marshal(v any) ([]byte, error) {
+	if b, ok := v.([]byte); ok {
+		v = json.RawMessage(b)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, &Error{Code: CodeInvalidRequest, Message: "encode request: " + err.Error(),
+			Err: err}
+	}
+	return b, nil
+}
