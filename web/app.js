@@ -594,6 +594,10 @@ function setBadge(view, status, label) {
 }
 
 function onTokenEvent(type, detail) {
+  // The session check at start-up answers no_session for a visitor who has not signed in
+  // yet; that is not a session ending, so it stays out of the log.
+  if (type === "sessionend" && !session) return;
+
   addLogEntry(type, detail);
   renderTokens();
   if (type === "sessionend" && session) showSignedOut("Your session ended. Sign in again.");
@@ -621,9 +625,11 @@ function logText(type, detail) {
   const state = detail.state ?? {};
   const reason = detail.reason ? `${detail.reason}` : "";
   switch (type) {
-    case "refresh":
-      return [reason, state.lifetimeMs ? `new token for ${formatSeconds(state.lifetimeMs / 1000)}` : ""]
-        .filter(Boolean).join(" · ");
+    case "refresh": {
+      const seconds = state.lifetimeMs / 1000;
+      const lifetime = seconds ? `new token for ${formatSeconds(seconds)}` : "";
+      return [reason, lifetime].filter(Boolean).join(" · ");
+    }
     case "refresherror":
       return [reason, detail.error ? describe(detail.error).text : ""].filter(Boolean).join(" · ");
     case "expiring":

@@ -121,11 +121,14 @@ export type PCMEncoding = "pcm_f32le" | "pcm_s16le" | "pcm_mulaw" | "pcm_alaw";
 /** Sample rates Cartesia accepts. */
 export type SampleRate = 8000 | 16000 | 22050 | 24000 | 44100 | 48000;
 
+/** MP3 bit rates Cartesia accepts. */
+export type MP3BitRate = 32000 | 64000 | 96000 | 128000 | 192000;
+
 /** Cartesia output formats, told apart by container. */
 export type TTSOutputFormat =
   | { container: "raw"; encoding: PCMEncoding; sample_rate: SampleRate }
   | { container: "wav"; encoding: PCMEncoding; sample_rate: SampleRate }
-  | { container: "mp3"; sample_rate: SampleRate; bit_rate: 32000 | 64000 | 96000 | 128000 | 192000 };
+  | { container: "mp3"; sample_rate: SampleRate; bit_rate: MP3BitRate };
 
 /** Cartesia TTS request body (POST /tts/bytes). Unknown fields are passed through. */
 export interface TTSRequest {

@@ -208,7 +208,8 @@ export async function load(options = {}) {
   try {
     const { instance } = await instantiate(wasmURL, go.importObject);
     const exited = go.run(instance).then(() => {
-      throw new VoxgateError({ code: "load_failed", message: "the module exited before registering" });
+      throw new VoxgateError(
+        { code: "load_failed", message: "the module exited before registering" });
     });
     const api = await Promise.race([registered, exited]);
     link.attach(api);

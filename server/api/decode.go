@@ -5,14 +5,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"time"
 
+	"github.com/voxgate/voxgate/server/proxy"
 	"github.com/voxgate/voxgate/server/reply"
+	"github.com/voxgate/voxgate/server/token"
 )
 
 // maxJSONBody caps every /api request body; the largest legitimate one is a sign-in.
 const maxJSONBody = 4 << 10
+
+// bodyTimeout bounds reading an /api request body: a few KiB arrive in well under a
+// second, and a client trickling bytes must not hold a handler open.
+const bodyTimeout = 10 * time.Second
+
+// errBodyTimeout marks a body that did not arrive within bodyTimeout.
+var errBodyTimeout = errors.New("api: body read timed out")
 
 // errBodyTooLarge marks a body over maxJSONBody.
 var errBodyTooLarge = errors.New("api: body too large")
@@ -28,6 +37,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	case errors.Is(err, errBodyTooLarge):
 		reply.Error(w, http.StatusRequestEntityTooLarge, "body_too_large",
 			fmt.Sprintf("the request body is over %d bytes", maxJSONBody))
+	case errors.Is(err, errBodyTimeout):
+		reply.Error(w, http.StatusRequestTimeout, "request_timeout",
+			"the request body did not arrive in time")
 	default:
 		reply.Error(w, http.StatusBadRequest, "bad_request", err.Error())
 	}
@@ -35,10 +47,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	raw, err := proxy.ReadBody(w, r, maxJSONBody, bodyTimeout)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return errBodyTooLarge
+	}
+	if token.IsTimeout(err) {
+		return errBodyTimeout
 	}
 	if err != nil {
 		return errors.New("could not read the request body")

@@ -231,8 +231,8 @@ func parseFormat(body []byte) (*wavFormat, error) {
 	// WAVE_FORMAT_EXTENSIBLE keeps the real tag in the first two bytes of its sub-format GUID.
 	if tag == formatExtensible {
 		if len(body) < 26 {
-			return nil, fmt.Errorf("audio: parse WAV: extensible fmt chunk has %d bytes, need 26: %w",
-				len(body), ErrTruncated)
+			return nil, fmt.Errorf("audio: parse WAV: extensible fmt chunk has %d bytes, "+
+				"need 26: %w", len(body), ErrTruncated)
 		}
 		tag = le.Uint16(body[24:26])
 	}

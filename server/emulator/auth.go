@@ -86,7 +86,8 @@ func (c *call) authenticate(mode authMode, grant string) bool {
 // problem to report when there is none or the Authorization header is malformed.
 func presented(r *http.Request) (value, from, problem string) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
-		if len(auth) <= len(bearerMatch) || !strings.EqualFold(auth[:len(bearerMatch)], bearerMatch) {
+		scheme := auth[:min(len(auth), len(bearerMatch))]
+		if len(auth) <= len(bearerMatch) || !strings.EqualFold(scheme, bearerMatch) {
 			return "", "", "the Authorization header must be \"Bearer <API key or access token>\""
 		}
 		return strings.TrimSpace(auth[len(bearerMatch):]), fromBearer, ""

@@ -143,7 +143,12 @@ func (w *recorder) Write(p []byte) (int, error) {
 
 // Flush sends buffered data to the client, if the underlying writer can.
 func (w *recorder) Flush() {
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	_ = w.FlushError()
+}
+
+// FlushError is Flush with the error kept; http.ResponseController prefers it.
+func (w *recorder) FlushError() error {
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Unwrap returns the original writer (see http.ResponseController).

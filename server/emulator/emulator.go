@@ -60,7 +60,7 @@ const structuredErrorsSince = "2026-03-01"
 type Config struct {
 	APIKeys []string         // accepted API keys (X-API-Key or Authorization: Bearer); at least one
 	Now     func() time.Time // nil: time.Now; token iat/exp use it
-	Pace    float64          // 0 = stream audio as fast as possible; 1 = real time; 0.5 = twice real time
+	Pace    float64          // 0 = as fast as possible; 1 = real time; 0.5 = twice real time
 	Logger  *slog.Logger     // nil: discard
 }
 

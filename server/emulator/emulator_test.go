@@ -20,7 +20,8 @@ const (
 	testVoice   = "6ccbfb76-1fc6-48f7-b71d-91ac6298247b"
 )
 
-var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+var uuidV4 = regexp.MustCompile(
+	`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // fakeClock is the emulator's Now in tests: time moves only when a test says so.
 type fakeClock struct {
@@ -185,11 +186,13 @@ func bearer(token string) map[string]string {
 // ttsBody is a valid /tts/bytes body with the given transcript and output format.
 func ttsBody(transcript, container, encoding string, rate int) string {
 	b, _ := json.Marshal(map[string]any{
-		"model_id":      "sonic-3",
-		"transcript":    transcript,
-		"voice":         map[string]string{"mode": "id", "id": testVoice},
-		"output_format": map[string]any{"container": container, "encoding": encoding, "sample_rate": rate},
-		"language":      "en",
+		"model_id":   "sonic-3",
+		"transcript": transcript,
+		"voice":      map[string]string{"mode": "id", "id": testVoice},
+		"output_format": map[string]any{
+			"container": container, "encoding": encoding, "sample_rate": rate,
+		},
+		"language": "en",
 	})
 	return string(b)
 }
@@ -254,7 +257,8 @@ func TestEveryResponseCarriesAFreshRequestID(t *testing.T) {
 func TestUnknownRoutesAre404(t *testing.T) {
 	h := newHarness(t, 0)
 	for _, path := range []string{"/nope", "/tts/bytes/", "/v1/tts/bytes", "/tts", "/voices"} {
-		h.do(request{path: path, body: smallTTS}).wantError(t, http.StatusNotFound, codeNotFound, path)
+		r := h.do(request{path: path, body: smallTTS})
+		r.wantError(t, http.StatusNotFound, codeNotFound, path)
 	}
 }
 
@@ -407,7 +411,7 @@ func TestBadCredentialsAre401(t *testing.T) {
 		{"basic auth", map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, "Bearer <"},
 		{"empty bearer", map[string]string{"Authorization": "Bearer "}, "Bearer <"},
 		{"token in X-API-Key", map[string]string{"X-API-Key": token}, "X-API-Key takes API keys only"},
-		{"tampered signature", bearer(parts[0] + "." + parts[1] + "." + b64([]byte("nope"))), "not valid"},
+		{"tampered signature", bearer(parts[0] + "." + parts[1] + "." + b64([]byte("x"))), "not valid"},
 		{"tampered claims", bearer(parts[0] + "." + forgedClaims + "." + parts[2]), "not valid"},
 		{"alg none", bearer(unsigned), "not valid"},
 		{"another emulator's token", bearer(foreign), "not valid"},
@@ -434,7 +438,8 @@ func TestLogsHaveStableFieldsAndNoSecrets(t *testing.T) {
 		"X-API-Key": "sk_car_a_wrong_guess", "Cartesia-Version": testVersion}, body: smallTTS})
 
 	logs := h.logs.String()
-	for _, secret := range []string{testKey, token, "sk_car_a_wrong_guess", "access_token", "api_key="} {
+	secrets := []string{testKey, token, "sk_car_a_wrong_guess", "access_token=", "api_key="}
+	for _, secret := range secrets {
 		if strings.Contains(logs, secret) {
 			t.Errorf("logs contain %q", secret)
 		}

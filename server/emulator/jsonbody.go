@@ -51,6 +51,9 @@ func parseObject(body []byte) (object, *apiError) {
 
 // checkJSON verifies that data is one JSON value without duplicate object keys.
 func checkJSON(data []byte) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errors.New("empty body")
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := walkJSON(dec, ""); err != nil {
@@ -66,7 +69,7 @@ func walkJSON(dec *json.Decoder, path string) error {
 	tok, err := dec.Token()
 	if err != nil {
 		if err == io.EOF {
-			return errors.New("empty body")
+			return io.ErrUnexpectedEOF // a value was due
 		}
 		return err
 	}

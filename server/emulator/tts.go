@@ -70,8 +70,8 @@ func parseModel(req object, t *ttsRequest) *apiError {
 	case !present || model == "":
 		return badRequest("model_id is required, for example \"sonic-3\"")
 	case !strings.HasPrefix(model, "sonic"):
-		return &apiError{http.StatusBadRequest, codeModelNotFound, "Invalid model",
-			"model_id " + quote(model) + " is not a known model; use a sonic model such as \"sonic-3\""}
+		return &apiError{http.StatusBadRequest, codeModelNotFound, "Invalid model", "model_id " +
+			quote(model) + ` is not a known model; use a sonic model such as "sonic-3"`}
 	}
 	t.ModelID = model
 	return nil

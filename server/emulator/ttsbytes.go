@@ -66,7 +66,12 @@ func (e *Emulator) ttsBytes(c *call) {
 		if _, err := c.w.Write(p); err != nil {
 			return err
 		}
-		return http.NewResponseController(c.w).Flush()
+		// A writer that cannot flush (some middleware) still gets the whole body.
+		if err := http.NewResponseController(c.w).Flush(); err != nil &&
+			!errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
 	}
 
 	err := func() error {

@@ -35,6 +35,9 @@ const (
 	DefaultStreamIdle = 30 * time.Second
 	// DefaultWriteTimeout bounds each write to a client that has stopped reading.
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultBodyTimeout bounds reading a request body, so a client trickling bytes
+	// cannot hold a handler open.
+	DefaultBodyTimeout = 10 * time.Second
 )
 
 // maxErrorBody caps how much of an upstream error body is read before answering.
@@ -68,12 +71,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for token expiry; nil means time.Now.
 	Now func() time.Time
-	// StreamIdle and WriteTimeout bound a relayed stream; zero means the defaults.
+	// StreamIdle and WriteTimeout bound a relayed stream, BodyTimeout the reading of a
+	// request body; zero means the defaults.
 	StreamIdle   time.Duration
 	WriteTimeout time.Duration
+	BodyTimeout  time.Duration
 }
 
 // Proxy relays the routes in Routes. It is safe for concurrent use.
+//
+// Limitation: the session and token are checked when a call starts. Signing out (or the
+// token expiring) does not cut a response that is already streaming; it ends when
+// upstream finishes or goes quiet for StreamIdle. Long-lived WebSocket routes will need
+// to watch the session themselves.
 type Proxy struct {
 	upstream *url.URL
 	cfg      Config
@@ -108,6 +118,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	return &Proxy{upstream: &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg: cfg}, nil
 }
@@ -226,12 +239,16 @@ func (c *call) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		return nil, false
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, c.rt.BodyLimit))
+	body, err := ReadBody(w, r, c.rt.BodyLimit, c.p.cfg.BodyTimeout)
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
 		c.fail(w, http.StatusRequestEntityTooLarge, "body_too_large",
 			fmt.Sprintf("the request body is over %d bytes", c.rt.BodyLimit))
+		return nil, false
+	case token.IsTimeout(err):
+		c.fail(w, http.StatusRequestTimeout, "request_timeout",
+			"the request body did not arrive in time")
 		return nil, false
 	case err != nil:
 		c.fail(w, http.StatusBadRequest, "bad_request", "could not read the request body")
@@ -363,4 +380,26 @@ func (c *call) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Re
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// ReadBody reads at most limit bytes of r's body within timeout. Errors are
+// *http.MaxBytesError for an oversize body and a timeout error (see token.IsTimeout) for
+// a slow one.
+//
+// After a complete body the read deadline is lifted: net/http keeps reading the
+// connection in the background to notice a client hanging up, and a deadline left behind
+// would cancel a long response half-way. After a failed read the connection is marked for
+// closing instead, so the server does not wait for the rest of a body that is not coming.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64,
+	timeout time.Duration) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(timeout)) // unsupported on recorders; fine
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		w.Header().Set("Connection", "close")
+		return nil, err
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	return body, nil
 }

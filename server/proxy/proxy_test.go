@@ -1,8 +1,10 @@
 package proxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -507,5 +509,47 @@ func TestNewRejectsUnsafeUpstream(t *testing.T) {
 		if err == nil {
 			t.Errorf("New accepted upstream %q", u)
 		}
+	}
+}
+
+func TestSlowBodyIsCutOffAt408(t *testing.T) {
+	h := newHarness(t, func(c *proxy.Config) { c.BodyTimeout = 100 * time.Millisecond })
+	conn, err := net.Dial("tcp", h.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	tok := h.tokenCookie(token.TTS, time.Minute)
+	fmt.Fprintf(conn, "POST /cartesia/tts/bytes HTTP/1.1\r\nHost: x\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n"+
+		"Cookie: %s=%s; %s=%s\r\n\r\n{\"tran", session.CookieName, h.sess.ID, tok.Name, tok.Value)
+
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout ||
+		errorCode(t, string(b)).Code != "request_timeout" {
+		t.Errorf("got %d %s, want 408 request_timeout", resp.StatusCode, b)
+	}
+	if len(h.upstreamSaw()) != 0 {
+		t.Error("a partial body was forwarded")
+	}
+}
+
+func TestStreamOutlivesTheBodyDeadline(t *testing.T) {
+	h := newHarness(t, func(c *proxy.Config) { c.BodyTimeout = 50 * time.Millisecond })
+	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "first|")
+		w.(http.Flusher).Flush()
+		<-time.After(300 * time.Millisecond) // well past the body deadline
+		_, _ = io.WriteString(w, "second")
+	}
+	resp, body := h.do(h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
+	if resp.StatusCode != 200 || body != "first|second" {
+		t.Errorf("got %d %q; the body deadline cut the stream", resp.StatusCode, body)
 	}
 }

@@ -314,10 +314,11 @@ func TestDurationAndSampleCountMatchTheClip(t *testing.T) {
 	for name, text := range texts {
 		for _, rate := range rates {
 			n := len(Encode(text, rate))
-			if SampleCount(text, rate) != n {
-				t.Errorf("%s at %d Hz: SampleCount %d, clip %d", name, rate, SampleCount(text, rate), n)
+			if got := SampleCount(text, rate); got != n {
+				t.Errorf("%s at %d Hz: SampleCount %d, clip %d", name, rate, got, n)
 			}
-			if want := time.Duration(n) * time.Second / time.Duration(rate); Duration(text) != want {
+			want := time.Duration(n) * time.Second / time.Duration(rate)
+			if Duration(text) != want {
 				t.Errorf("%s at %d Hz: Duration %v, clip %v", name, rate, Duration(text), want)
 			}
 		}

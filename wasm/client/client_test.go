@@ -186,7 +186,8 @@ func newClient(t *testing.T, events *[]Event) *Client {
 	return c
 }
 
-var audio = answer{status: 200, body: "AUDIO", header: map[string]string{"Content-Type": "audio/wav"}}
+var audio = answer{status: 200, body: "AUDIO",
+	header: map[string]string{"Content-Type": "audio/wav"}}
 
 func TestTTSBytesRetriesOnceAfterRejectedToken(t *testing.T) {
 	for _, code := range []string{"token_expired", "no_token"} {

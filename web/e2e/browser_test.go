@@ -139,10 +139,12 @@ func (b *browser) waitFor(step, predicate string, timeout time.Duration) {
 // ones included (DevTools sees them; page JavaScript does not).
 func (b *browser) cookieValues(url string) []string {
 	b.t.Helper()
-	cookies, err := chromedp.Run(b.ctx, func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
-		r, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
+	getCookies := func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
+		params := network.GetCookiesParams{URLs: []string{url}}
+		r, err := cdp.Call(ctx, t, network.GetCookies, params)
 		return r.Cookies, err
-	})
+	}
+	cookies, err := chromedp.Run(b.ctx, getCookies)
 	if err != nil {
 		b.t.Fatalf("browser: read cookies: %v", err)
 	}

@@ -41,13 +41,34 @@ func openPage(t *testing.T, s *server, path string) *page {
 // signIn types the demo credentials into the form and submits it.
 func (p *page) signIn() {
 	p.t.Helper()
-	p.b.do("sign in",
-		chromedp.SetValue(chromedp.ID("username"), ""),
-		chromedp.SendKeys(chromedp.ID("username"), p.s.User),
-		chromedp.SendKeys(chromedp.ID("password"), p.s.Password),
+	p.submitSignIn(p.s.User, p.s.Password)
+	p.b.waitFor("sign in", `document.body.dataset.app === "signed-in"`, stepTimeout)
+}
+
+// submitSignIn types credentials into the emptied form and presses Sign in.
+func (p *page) submitSignIn(user, password string) {
+	p.t.Helper()
+	p.clear("username")
+	p.clear("password")
+	p.b.do("submit the sign-in form",
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), password),
 		chromedp.Click(chromedp.ID("signin-submit")),
 	)
-	p.b.waitFor("sign in", `document.body.dataset.app === "signed-in"`, stepTimeout)
+}
+
+// clear empties a text field before typing into it.
+//
+// Limitation: chromedp v0.23.1's SetValue cannot set "": the empty argument reaches the
+// page as undefined, and the field then reads "undefined". The field is cleared with a
+// script instead; the text is still typed key by key.
+func (p *page) clear(id string) {
+	p.t.Helper()
+	eval[bool](p.b, "clear "+id, fmt.Sprintf(`(() => {
+		const field = document.getElementById(%q);
+		field.value = "";
+		return field.value === "";
+	})()`, id))
 }
 
 // speak types text, picks the output format (a value of the #format select), presses
@@ -56,9 +77,9 @@ func (p *page) signIn() {
 func (p *page) speak(text, format string) string {
 	p.t.Helper()
 	run := eval[int](p.b, "read run", `Number(document.getElementById("speak-panel").dataset.run)`)
+	p.clear("transcript")
 	p.b.do("speak",
 		chromedp.SetValue(chromedp.ID("format"), format),
-		chromedp.SetValue(chromedp.ID("transcript"), ""),
 		chromedp.SendKeys(chromedp.ID("transcript"), text),
 		chromedp.Click(chromedp.ID("speak")),
 	)
@@ -139,7 +160,8 @@ func TestSpeakRoundTripsThroughThePage(t *testing.T) {
 
 	// The upstream is the emulator, and the page says so.
 	p.b.do("emulator banner", chromedp.WaitVisible(chromedp.ID("emulator-banner")))
-	banner := eval[string](p.b, "banner text", `document.getElementById("emulator-banner").textContent`)
+	banner := eval[string](p.b, "banner text",
+		`document.getElementById("emulator-banner").textContent`)
 	if !strings.Contains(banner, "Offline emulator") || !strings.Contains(banner, "tone code") {
 		t.Errorf("emulator banner reads %q", strings.TrimSpace(banner))
 	}
@@ -220,6 +242,56 @@ func TestEmulatorRefusesMP3WithATypedError(t *testing.T) {
 
 	s.Stop()
 	assertNoSecrets(t, s, p.b.cookieValues(s.URL))
+}
+
+func TestSignInErrorsReloadAndSignOut(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	p := openPage(t, s, "/")
+
+	// A wrong password is refused with the server's code, shown next to the form.
+	wrong := "wrong-" + randomHex(t, 12)
+	p.submitSignIn(s.User, wrong)
+	p.b.waitFor("sign-in error", `!document.getElementById("signin-error").hidden`, stepTimeout)
+	if code := eval[string](p.b, "error code",
+		`document.getElementById("signin-error").dataset.code`); code != "invalid_credentials" {
+		t.Errorf("wrong password shows code %q, want invalid_credentials", code)
+	}
+	if app := eval[string](p.b, "app state", "document.body.dataset.app"); app != "signed-out" {
+		t.Errorf("after a wrong password the page is %q, want signed-out", app)
+	}
+
+	p.signIn()
+
+	// "Refresh now" mints a tts token on the server and logs a manual refresh in the page.
+	mark := s.Mark()
+	p.b.do("refresh now", chromedp.Click(chromedp.CSS(`.token-row[data-grant="tts"] button`)))
+	p.b.waitFor("manual refresh in the log",
+		`document.querySelector(
+			'#refresh-log [data-type="refresh"][data-grant="tts"][data-reason="manual"]') !== null`,
+		stepTimeout)
+	s.waitCount(t, mark, 1, stepTimeout, isMint("tts"))
+	p.b.waitFor("tts row shows a live token",
+		`document.querySelector('.token-row[data-grant="tts"]').dataset.status === "valid"`,
+		stepTimeout)
+	cookies := p.b.cookieValues(s.URL)
+
+	// The session cookie outlives a reload: the page asks the server and skips the form.
+	p.b.do("reload", chromedp.Reload())
+	p.b.waitFor("restore the session", `document.body.dataset.app === "signed-in"`, stepTimeout)
+	who := eval[string](p.b, "account", `document.getElementById("account-status").textContent`)
+	if !strings.Contains(who, s.User) {
+		t.Errorf("after reload the account reads %q, want the user %q", who, s.User)
+	}
+
+	// Signing out ends the session on the server too: a reload shows the form again.
+	p.b.do("sign out", chromedp.Click(chromedp.ID("signout")))
+	p.b.waitFor("sign out", `document.body.dataset.app === "signed-out"`, stepTimeout)
+	p.b.do("reload", chromedp.Reload())
+	p.b.waitFor("stay signed out", `document.body.dataset.app === "signed-out"`, stepTimeout)
+
+	s.Stop()
+	assertNoSecrets(t, s, append(cookies, wrong))
 }
 
 // tokenTTL is the short token lifetime of the expiry tests: the server's minimum is 2 s,
@@ -337,7 +409,8 @@ func TestConcurrentCallsShareOneRefresh(t *testing.T) {
 	format := outputFormat{Container: "raw", Encoding: "pcm_s16le", SampleRate: 16000}
 	for i, encoded := range results {
 		raw := decodeBase64(t, encoded)
-		if got, want := decodeSpeech(t, raw, format), fmt.Sprintf("Concurrent call %d", i+1); got != want {
+		want := fmt.Sprintf("Concurrent call %d", i+1)
+		if got := decodeSpeech(t, raw, format); got != want {
 			t.Errorf("call %d decodes to %q, want %q", i+1, got, want)
 		}
 	}

@@ -96,7 +96,8 @@ func startServer(t *testing.T, env ...string) *server {
 		}
 	})
 
-	listening := s.waitLine(t, serverStartTimeout, func(l logLine) bool { return l.Msg() == "listening" })
+	isListening := func(l logLine) bool { return l.Msg() == "listening" }
+	listening := s.waitLine(t, serverStartTimeout, isListening)
 	s.URL = listening.Str("url")
 	u, err := url.Parse(s.URL)
 	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" {
