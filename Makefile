@@ -65,14 +65,16 @@ vet:
 	GOOS=js GOARCH=wasm $(GO) vet ./wasm/...
 
 # The e2e package runs against the bin/server just built (VOXGATE_BIN); E2E_REQUIRED makes
-# a missing browser or binary a failure rather than a skip. The tracker is the wasm package
-# that also builds for js, so it runs a second time under Node.
+# a missing browser or binary a failure rather than a skip. The wasm packages then run under
+# Node: the tracker a second time, the JS glue and the client against a fake fetch.
 test: chromium
 	$(GO) mod verify
 	$(MAKE) --no-print-directory vet
 	$(MAKE) --no-print-directory build
-	E2E_REQUIRED=1 VOXGATE_BIN="$(CURDIR)/bin/server" $(GO) test ./...
-	GOOS=js GOARCH=wasm $(GO) test -exec="$(GOROOT)/lib/wasm/go_js_wasm_exec" ./wasm/tracker/...
+	E2E_REQUIRED=1 VOXGATE_BIN="$(CURDIR)/bin/server" VOXGATE_WASM_BR="$(CURDIR)/$(WASM).br" \
+		$(GO) test ./...
+	GOOS=js GOARCH=wasm $(GO) test -exec="$(GOROOT)/lib/wasm/go_js_wasm_exec" \
+		./wasm/tracker/... ./wasm/jsx/... ./wasm/client/...
 
 bench:
 	$(GO) test -run='^$$' -bench=. ./server/...

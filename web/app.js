@@ -5,8 +5,9 @@
 // sees a token, a cookie or an API key, and it never builds a request URL itself.
 //
 // For the browser tests it publishes globalThis.voxgateDemo = {client, lastAudio, lastError}
-// and keeps data-state ("idle" | "speaking" | "played" | "error") and data-run (one more per
-// Speak) on the speak panel.
+// and keeps, on the speak panel, data-run (one more per Speak), data-state ("idle",
+// "speaking" while the request and decoding run, "played" once the audio is decoded and
+// handed to the speakers, "error") and data-playback ("playing" | "ended" | "stopped").
 import { load, VoxgateError } from "/voxgate.js";
 
 const GRANTS = [
@@ -180,7 +181,7 @@ function showSignedOut(notice) {
   $("account-status").title = "";
   $("signin-notice").textContent = notice ?? "";
   $("signin-notice").hidden = !notice;
-  $(session ? "transcript" : "password").focus();
+  $($("username").value ? "password" : "username").focus();
 }
 
 function showRefreshMode() {
@@ -349,6 +350,8 @@ async function decodeAudio(context, bytes, format) {
     const wav = parseWav(bytes);
     return toAudioBuffer(context, decodePCM(wav.data, wav.encoding), wav.sampleRate, wav.channels);
   }
+  // Limitation: raw audio is played as mono. It has no header to say otherwise, and
+  // Cartesia's TTS output is mono.
   return toAudioBuffer(context, decodePCM(bytes, format.encoding), format.sample_rate, 1);
 }
 

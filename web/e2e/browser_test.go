@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"iter"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,11 +68,12 @@ func newBrowser(t *testing.T) *browser {
 		cancel()
 	})
 
-	// The first Run starts the browser and the tab; the console subscription follows.
+	// The first Run starts the browser and the tab. Console subscribes when it returns, so
+	// it is called here, before any navigation, and only read in the goroutine.
 	if err := chromedp.Do(tctx); err != nil {
 		t.Fatalf("browser: start %s: %v", path, err)
 	}
-	go b.collectConsole()
+	go b.collectConsole(chromedp.Console(tctx))
 	return b
 }
 
@@ -88,8 +90,8 @@ func chromiumPath(t *testing.T) string {
 	return path
 }
 
-func (b *browser) collectConsole() {
-	for msg, err := range chromedp.Console(b.ctx) {
+func (b *browser) collectConsole(messages iter.Seq2[chromedp.ConsoleMessage, error]) {
+	for msg, err := range messages {
 		if err != nil {
 			return
 		}
@@ -97,6 +99,21 @@ func (b *browser) collectConsole() {
 		b.console = append(b.console, fmt.Sprintf("[%s] %s", msg.Type, msg.Text))
 		b.mu.Unlock()
 	}
+}
+
+// consoleProblems returns console entries that mean the page is broken: uncaught
+// exceptions and Content-Security-Policy violations. (A 401 from the start-up session check
+// is expected and not among them.)
+func (b *browser) consoleProblems() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var problems []string
+	for _, line := range b.console {
+		if strings.HasPrefix(line, "[exception]") || strings.Contains(line, "Content Security Policy") {
+			problems = append(problems, line)
+		}
+	}
+	return problems
 }
 
 func (b *browser) dumpConsole() {

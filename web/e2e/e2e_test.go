@@ -204,6 +204,9 @@ func TestSpeakRoundTripsThroughThePage(t *testing.T) {
 	}
 
 	t.Logf("screenshot: %s", p.b.screenshot("speak"))
+	if problems := p.b.consoleProblems(); len(problems) > 0 {
+		t.Errorf("the page logged problems:\n  %s", strings.Join(problems, "\n  "))
+	}
 
 	s.Stop()
 	assertNoSecrets(t, s, cookies)
@@ -352,6 +355,10 @@ func TestExpiredTokenIsRefreshedBeforeTheNextCall(t *testing.T) {
 		t.Errorf("after expiry: token_minted at line %d, proxied call at line %d; "+
 			"want a mint before the call", mint, call)
 	}
+	// Refreshed before the call, not after a rejection: the expired token was never sent.
+	if n := countLines(lines, isRejected("tts")); n != 0 {
+		t.Errorf("%d tts calls were rejected after expiry; the client should refresh first", n)
+	}
 
 	// The page's refresh log shows the refresh, newest first, triggered by the expiry.
 	entry := eval[struct {
@@ -421,6 +428,9 @@ func TestConcurrentCallsShareOneRefresh(t *testing.T) {
 	if n := countLines(lines, isMint("tts")); n != 1 {
 		t.Errorf("%d tts tokens minted for %d concurrent calls on an expired token, want 1",
 			n, calls)
+	}
+	if n := countLines(lines, isRejected("tts")); n != 0 {
+		t.Errorf("%d of the concurrent calls were rejected first; want none", n)
 	}
 
 	s.Stop()

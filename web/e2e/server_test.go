@@ -284,6 +284,15 @@ func isProxied(grant string) func(logLine) bool {
 	}
 }
 
+// isRejected matches a proxied call for grant that did not succeed, such as a 401
+// token_expired that the client then had to retry.
+func isRejected(grant string) func(logLine) bool {
+	return func(l logLine) bool {
+		status, _ := l.Fields["status"].(float64)
+		return l.Msg() == "proxy" && l.Str("grant") == grant && status != http.StatusOK
+	}
+}
+
 // assertNoSecrets fails when any log line holds the password, a cookie value or a JWT.
 // Call it after Stop, so that the whole log is in.
 func assertNoSecrets(t *testing.T, s *server, cookieValues []string) {
