@@ -2,7 +2,8 @@
 #
 #   make build   the wasm bundle (+ brotli twin, wasm_exec.js) and bin/server, bin/emulator
 #   make run     build, then start bin/server on $(ADDR) with the emulator and a demo user
-#   make test    every test: vet, unit, wasm size, wasm packages under Node, headless Chromium
+#   make test    every test: vet, unit, wasm size, wasm packages under Node, headless Chromium,
+#                the official Cartesia SDK against the emulator and the proxy
 #   make bench   server benchmarks
 #
 # Go's build cache already knows when a binary is stale, so the Go targets always ask it;
@@ -26,7 +27,12 @@ BROTLI_QUALITY ?= 10
 # Everything the server embeds besides Go code (web/embed.go: *.html *.js *.css *.d.ts dist).
 WEB_FILES := $(wildcard web/*.html web/*.js web/*.css web/*.d.ts)
 
-.PHONY: build run test bench vet chromium clean FORCE
+# The official-SDK witness tests (scripts/sdk) need the pinned npm packages; `npm ci`
+# reinstalls them exactly from the lock file, and only when it (or package.json) changed.
+SDK_DIR   := scripts/sdk
+SDK_STAMP := $(SDK_DIR)/node_modules/.voxgate-installed
+
+.PHONY: build run test bench vet chromium sdk-deps clean FORCE
 
 build: $(WASM) $(WASM).br $(DIST)/wasm_exec.js bin/server bin/emulator
 
@@ -60,18 +66,27 @@ run: build
 chromium:
 	scripts/ensure-chromium.sh
 
+sdk-deps: $(SDK_STAMP)
+
+$(SDK_STAMP): $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
+	npm ci --prefix $(SDK_DIR) --no-audit --no-fund
+	@touch $@
+
 vet:
 	$(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) vet ./wasm/...
 
 # The e2e package runs against the bin/server just built (VOXGATE_BIN); E2E_REQUIRED makes
-# a missing browser or binary a failure rather than a skip. The wasm packages then run under
-# Node: the tracker a second time, the JS glue and the client against a fake fetch.
-test: chromium
+# a missing browser or binary a failure rather than a skip. The SDK witness (scripts/sdk)
+# runs the same binaries over TLS; SDK_REQUIRED makes a missing node or node_modules fail.
+# The wasm packages then run under Node: the tracker a second time, the JS glue and the
+# client against a fake fetch.
+test: chromium sdk-deps
 	$(GO) mod verify
 	$(MAKE) --no-print-directory vet
 	$(MAKE) --no-print-directory build
-	E2E_REQUIRED=1 VOXGATE_BIN="$(CURDIR)/bin/server" VOXGATE_WASM_BR="$(CURDIR)/$(WASM).br" \
+	E2E_REQUIRED=1 SDK_REQUIRED=1 VOXGATE_BIN="$(CURDIR)/bin/server" \
+		VOXGATE_EMULATOR_BIN="$(CURDIR)/bin/emulator" VOXGATE_WASM_BR="$(CURDIR)/$(WASM).br" \
 		$(GO) test ./...
 	GOOS=js GOARCH=wasm $(GO) test -exec="$(GOROOT)/lib/wasm/go_js_wasm_exec" \
 		./wasm/tracker/... ./wasm/jsx/... ./wasm/client/...

@@ -1,14 +1,17 @@
 // app.js drives the voxgate demo page: sign-in, a speak panel that plays what
-// client.tts.bytes returns, and a live view of the per-grant access tokens.
+// client.tts.bytes returns, a live view of the per-grant access tokens, and the tabs that
+// switch between the speak panel and the streaming panels of panels.js.
 //
 // It talks to the server only through the voxgate client (voxgate.js + voxgate.wasm): it never
 // sees a token, a cookie or an API key, and it never builds a request URL itself.
 //
 // For the browser tests it publishes globalThis.voxgateDemo = {client, lastAudio, lastError}
-// and keeps, on the speak panel, data-run (one more per Speak), data-state ("idle",
+// (panels.js adds one record per streaming panel) and keeps, on the speak panel, data-run (one more per Speak), data-state ("idle",
 // "speaking" while the request and decoding run, "played" once the audio is decoded and
 // handed to the speakers, "error") and data-playback ("playing" | "ended" | "stopped").
 import { load, VoxgateError } from "/voxgate.js";
+import { decodePCM, parseWav, toAudioBuffer } from "/audio.js";
+import { wirePanels, stopPanels, setUpstream } from "/panels.js";
 
 const GRANTS = [
   { id: "tts", label: "Text to speech" },
@@ -69,6 +72,7 @@ async function start() {
   try {
     const info = await client.info();
     $("emulator-banner").hidden = info.upstream !== "emulator";
+    setUpstream(info.upstream);
     $("upstream-name").textContent =
       info.upstream === "emulator" ? "offline emulator" : "Cartesia API";
   } catch (err) {
@@ -87,6 +91,8 @@ async function start() {
 }
 
 function wireForms() {
+  wireTabs();
+  wirePanels({ demo, audioContext, showAlert });
   $("signin-form").addEventListener("submit", onSignIn);
   $("signout").addEventListener("click", onSignOut);
   $("speak-form").addEventListener("submit", onSpeak);
@@ -151,7 +157,7 @@ async function onSignOut() {
 function showSignedIn(s) {
   session = s;
   document.body.dataset.app = "signed-in";
-  show("speak-panel");
+  show("workspace");
   show("token-panel");
   hide("signin-panel");
   hide("loading-panel");
@@ -171,8 +177,9 @@ function showSignedOut(notice) {
   session = null;
   document.body.dataset.app = "signed-out";
   stopPlayback();
+  stopPanels();
   clearInterval(tickTimer);
-  hide("speak-panel");
+  hide("workspace");
   hide("token-panel");
   hide("loading-panel");
   hide("signout");
@@ -197,6 +204,35 @@ function showFatal(err) {
   show("fatal-panel");
   $("account-status").textContent = "Unavailable";
   showAlert("fatal-error", err);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tabs: one panel of the workspace at a time. The open tab is kept in the URL hash, so a
+// reload (or a link) opens the same panel.
+
+function wireTabs() {
+  const tabs = [...document.querySelectorAll(".tab")];
+  for (const tab of tabs) tab.addEventListener("click", () => selectTab(tab.dataset.tab));
+  document.querySelector(".tabs").addEventListener("keydown", (event) => {
+    const index = tabs.indexOf(document.activeElement);
+    if (index < 0 || (event.key !== "ArrowRight" && event.key !== "ArrowLeft")) return;
+    const next = tabs[(index + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    selectTab(next.dataset.tab);
+    next.focus();
+  });
+  const fromHash = location.hash.slice(1);
+  if (tabs.some((t) => t.dataset.tab === fromHash)) selectTab(fromHash);
+}
+
+function selectTab(name) {
+  for (const tab of document.querySelectorAll(".tab")) {
+    const selected = tab.dataset.tab === name;
+    tab.setAttribute("aria-selected", String(selected));
+    tab.tabIndex = selected ? 0 : -1;
+    $(tab.getAttribute("aria-controls")).hidden = !selected;
+  }
+  document.body.dataset.tab = name;
+  if (location.hash.slice(1) !== name) history.replaceState(null, "", `#${name}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,129 +389,6 @@ async function decodeAudio(context, bytes, format) {
   // Limitation: raw audio is played as mono. It has no header to say otherwise, and
   // Cartesia's TTS output is mono.
   return toAudioBuffer(context, decodePCM(bytes, format.encoding), format.sample_rate, 1);
-}
-
-// WAV format tags (the fmt chunk's first field) and the sample size each allows.
-const WAV_FORMATS = {
-  1: { bits: 16, encoding: "pcm_s16le" },
-  3: { bits: 32, encoding: "pcm_f32le" },
-  6: { bits: 8, encoding: "pcm_alaw" },
-  7: { bits: 8, encoding: "pcm_mulaw" },
-};
-const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
-
-// parseWav reads a RIFF/WAVE file's fmt and data chunks. It tolerates the placeholder
-// sizes (0 or 0xFFFFFFFF) that streaming encoders write when the length is not known yet.
-function parseWav(bytes) {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const tag = (offset) => String.fromCharCode(...bytes.subarray(offset, offset + 4));
-  if (bytes.length < 12 || tag(0) !== "RIFF" || tag(8) !== "WAVE") {
-    throw new DemoError("bad_wav", "The audio is not a RIFF/WAVE file.");
-  }
-
-  let fmt = null;
-  let offset = 12;
-  while (offset + 8 <= bytes.length) {
-    const id = tag(offset);
-    const size = view.getUint32(offset + 4, true);
-    const body = offset + 8;
-
-    if (id === "fmt ") {
-      if (size < 16 || body + 16 > bytes.length) {
-        throw new DemoError("bad_wav", "The WAV fmt chunk is truncated.");
-      }
-      let format = view.getUint16(body, true);
-      if (format === WAVE_FORMAT_EXTENSIBLE && size >= 40 && body + 26 <= bytes.length) {
-        format = view.getUint16(body + 24, true); // the sub-format GUID starts with the tag
-      }
-      fmt = {
-        format,
-        channels: view.getUint16(body + 2, true),
-        sampleRate: view.getUint32(body + 4, true),
-        bits: view.getUint16(body + 14, true),
-      };
-    } else if (id === "data") {
-      if (!fmt) throw new DemoError("bad_wav", "The WAV data chunk comes before its fmt chunk.");
-      const known = WAV_FORMATS[fmt.format];
-      if (!known || known.bits !== fmt.bits) {
-        throw new DemoError(
-          "unsupported_wav",
-          `WAV format ${fmt.format} with ${fmt.bits}-bit samples is not supported.`,
-        );
-      }
-      if (fmt.channels < 1 || fmt.sampleRate < 1) {
-        throw new DemoError("bad_wav", "The WAV header has no channels or no sample rate.");
-      }
-      const available = bytes.length - body;
-      const length = size === 0 || size > available ? available : size;
-      return {
-        encoding: known.encoding,
-        channels: fmt.channels,
-        sampleRate: fmt.sampleRate,
-        data: bytes.subarray(body, body + length),
-      };
-    }
-
-    offset = body + size + (size & 1); // chunks are padded to an even length
-  }
-  throw new DemoError("bad_wav", "The WAV file has no data chunk.");
-}
-
-// decodePCM turns little-endian PCM bytes into float samples in [-1, 1]. A trailing partial
-// sample (a stream cut mid-sample) is dropped.
-function decodePCM(bytes, encoding) {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  switch (encoding) {
-    case "pcm_s16le": {
-      const out = new Float32Array(bytes.length >> 1);
-      for (let i = 0; i < out.length; i++) out[i] = view.getInt16(2 * i, true) / 32768;
-      return out;
-    }
-    case "pcm_f32le": {
-      const out = new Float32Array(bytes.length >> 2);
-      for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(4 * i, true);
-      return out;
-    }
-    case "pcm_mulaw":
-      return Float32Array.from(bytes, (b) => MULAW[b]);
-    case "pcm_alaw":
-      return Float32Array.from(bytes, (b) => ALAW[b]);
-    default:
-      throw new DemoError("unsupported_encoding", `Unknown PCM encoding "${encoding}".`);
-  }
-}
-
-// G.711 expansion tables (ITU-T G.711), 256 entries each, scaled to [-1, 1].
-const MULAW = Float32Array.from({ length: 256 }, (_, i) => expandMulaw(i) / 32768);
-const ALAW = Float32Array.from({ length: 256 }, (_, i) => expandAlaw(i) / 32768);
-
-function expandMulaw(code) {
-  const u = ~code & 0xff;
-  const exponent = (u >> 4) & 0x07;
-  const magnitude = (((u & 0x0f) << 3) + 0x84) << exponent;
-  return u & 0x80 ? 0x84 - magnitude : magnitude - 0x84;
-}
-
-function expandAlaw(code) {
-  const a = code ^ 0x55;
-  const exponent = (a >> 4) & 0x07;
-  let magnitude = (a & 0x0f) << 4;
-  magnitude += exponent === 0 ? 8 : 0x108;
-  if (exponent > 1) magnitude <<= exponent - 1;
-  return a & 0x80 ? magnitude : -magnitude;
-}
-
-function toAudioBuffer(context, samples, sampleRate, channels) {
-  const frames = Math.floor(samples.length / channels);
-  if (frames === 0) throw new DemoError("empty_audio", "The server returned no audio samples.");
-
-  const buffer = context.createBuffer(channels, frames, sampleRate);
-  for (let ch = 0; ch < channels; ch++) {
-    const plane = channels === 1 ? samples : new Float32Array(frames);
-    if (channels > 1) for (let i = 0; i < frames; i++) plane[i] = samples[i * channels + ch];
-    buffer.copyToChannel(plane, ch);
-  }
-  return buffer;
 }
 
 // ---------------------------------------------------------------------------------------------

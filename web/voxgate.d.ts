@@ -180,6 +180,35 @@ export interface Client extends EventTarget {
     /** Synthesizes speech and resolves with the whole audio file. The tts token is checked
      * and refreshed first; a 401 token_expired / no_token refreshes and retries once. */
     bytes(request: TTSRequest, options?: CallOptions): Promise<Uint8Array>;
+    /** Streams synthesis over POST /tts/sse (raw output_format only). Returns at once; the
+     * request goes out on the first iteration (token checked and, on a 401, refreshed and
+     * retried once). HTTP errors and SSE error events throw a VoxgateError from the
+     * iterator. The body is read only as events are pulled (backpressure). */
+    sse(request: TTSStreamRequest, options?: CallOptions): TTSStream;
+    /** Opens a TTS WebSocket (see {@link TTSSocket}). Aborting the signal closes it. */
+    websocket(options?: CallOptions): Promise<TTSSocket>;
+  };
+
+  readonly stt: {
+    /** Opens /stt/websocket (manual finalize). Rejects with code "ws_refused" when the
+     * socket cannot be opened even after refreshing the stt token. */
+    websocket(options: STTOptions, callOptions?: CallOptions): Promise<STTSocket>;
+    /** Opens /stt/turns/websocket (turn detection, ink-2). */
+    turns(options: TurnsOptions, callOptions?: CallOptions): Promise<TurnsSocket>;
+    /** Batch transcription, POST /stt. The body is a browser FormData (multipart built by
+     * the browser, a Blob streamed without a copy through the wasm module). */
+    transcribe(file: Blob | Uint8Array | ArrayBuffer, options: TranscribeOptions,
+      callOptions?: CallOptions): Promise<Transcription>;
+    /** The same through the OpenAI-compatible POST /audio/transcriptions. */
+    openai(file: Blob | Uint8Array | ArrayBuffer, options: OpenAITranscribeOptions,
+      callOptions?: CallOptions): Promise<Transcription>;
+  };
+
+  readonly agent: {
+    /** Calls an agent (ids: 1 to 128 of A-Z a-z 0-9 _ -): opens the socket after checking
+     * the agent token and sends the start event. */
+    call(agentId: string, options: AgentCallOptions, callOptions?: CallOptions):
+      Promise<AgentCall>;
   };
 
   readonly tokens: {
@@ -190,6 +219,10 @@ export interface Client extends EventTarget {
     /** Mints a new token for the grant now (joins a refresh already in flight). */
     refresh(grant: Grant | string): Promise<TokenState>;
   };
+
+  /** Test hook: open stream handles in the module and live Go functions it made. Both
+   * return to their earlier values once every stream has ended. */
+  _stats(): { handles: number; funcs: number };
 
   /** Whether close() was called. */
   readonly closed: boolean;
@@ -227,6 +260,7 @@ export type ErrorCode =
   // client codes
   | "network_error" | "aborted" | "closed" | "bad_response" | "invalid_request"
   | "http_error" | "margin_too_large" | "refresh_failed" | "load_failed" | "internal"
+  | "ws_refused" | "ws_closed" | "bad_event"
   | (string & {});
 
 /** Every failure of the client rejects with a VoxgateError. */
@@ -244,4 +278,262 @@ export declare class VoxgateError extends Error {
   readonly upstream: UpstreamError | null;
   /** The server's Retry-After in ms (rate_limited); 0 when absent. */
   readonly retryAfterMs: number;
+}
+
+/** A raw output format: what /tts/sse and /tts/websocket accept. */
+export type RawOutputFormat = { container: "raw"; encoding: PCMEncoding; sample_rate: SampleRate };
+
+/** Body of POST /tts/sse. */
+export interface TTSStreamRequest extends Omit<TTSRequest, "output_format" | "save"> {
+  output_format: RawOutputFormat;
+  /** Word timestamps as "timestamps" events. */
+  add_timestamps?: boolean;
+  add_phoneme_timestamps?: boolean;
+  use_normalized_timestamps?: boolean;
+  /** Echoed back on every event. */
+  context_id?: string;
+}
+
+/** The fields every input of a TTS WebSocket context repeats (transcript, continue, flush
+ * and context_id are set by the context's methods). */
+export interface TTSContextRequest {
+  model_id: string;
+  voice: TTSVoice;
+  output_format: RawOutputFormat;
+  language?: string;
+  locale?: string;
+  add_timestamps?: boolean;
+  add_phoneme_timestamps?: boolean;
+  use_normalized_timestamps?: boolean;
+  /** ms Cartesia may wait to gather text before speaking (0-5000). */
+  max_buffer_delay_ms?: number;
+  generation_config?: TTSRequest["generation_config"];
+  pronunciation_dict_id?: string;
+  [field: string]: unknown;
+}
+
+/** A piece of audio (raw, in the requested encoding). */
+export interface TTSChunkEvent {
+  type: "chunk";
+  audio: Uint8Array;
+  /** Generation time in ms, when Cartesia sent it. */
+  stepTime?: number;
+  contextId?: string;
+  flushId?: number;
+}
+
+/** Word timestamps in seconds from the start of the audio. */
+export interface TTSTimestampsEvent {
+  type: "timestamps";
+  words: string[];
+  start: number[];
+  end: number[];
+  contextId?: string;
+}
+
+/** All audio up to a flush was sent (WebSocket contexts only). */
+export interface TTSFlushDoneEvent { type: "flush_done"; flushId: number; contextId?: string }
+
+/** The last event of a stream or context. */
+export interface TTSDoneEvent { type: "done"; contextId?: string }
+
+/** An event type this client does not know yet; data is the JSON as received. */
+export interface UnknownEvent { type: string; data: unknown }
+
+export type TTSStreamEvent = TTSChunkEvent | TTSTimestampsEvent | TTSDoneEvent;
+export type TTSContextEvent = TTSChunkEvent | TTSTimestampsEvent | TTSFlushDoneEvent |
+  TTSDoneEvent;
+
+/** The events of one POST /tts/sse, pulled one at a time. Breaking out of a for await
+ * loop, or cancel(), aborts the request. */
+export interface TTSStream extends AsyncIterable<TTSStreamEvent> {
+  cancel(): void;
+}
+
+/** How a WebSocket closed: the server's code and reason (or the client's, when it closed
+ * first). 1006: the connection was lost; 1008 "session ended": the user signed out. */
+export interface CloseInfo { code: number; reason: string }
+
+/** One /tts/websocket connection with any number of contexts. Events are buffered in the
+ * module up to a bound per context; a context nobody reads holds back the socket.
+ * Limitation: browsers cannot pause a WebSocket, so they keep receiving regardless. */
+export interface TTSSocket {
+  /** Starts a context; an id is generated when omitted; an id already open is refused. */
+  context(request: TTSContextRequest, id?: string): TTSContext;
+  /** Closes with 1000; open contexts end without error. */
+  close(): void;
+  readonly closed: Promise<CloseInfo>;
+}
+
+/** One context: push text in, iterate its events out. Iteration ends after "done"; an
+ * error event throws a VoxgateError (code "upstream_error", upstream filled in); a socket
+ * that closes before "done" throws code "ws_closed". */
+export interface TTSContext extends AsyncIterable<TTSContextEvent> {
+  /** The context_id sent to Cartesia. */
+  readonly id: string;
+  /** Sends text with continue:true (and flush:true when asked). Resolves when queued. */
+  push(text: string, options?: { flush?: boolean }): Promise<void>;
+  /** Sends the last text (may be empty) with continue:false. */
+  end(text?: string): Promise<void>;
+  /** Sends {context_id, cancel:true} and ends this context's iteration at once (Cartesia
+   * finishes a generation already under way; its events are dropped). */
+  cancel(): Promise<void>;
+}
+
+/** STT audio encodings. */
+export type STTEncoding = "pcm_s16le" | "pcm_s32le" | "pcm_f16le" | "pcm_f32le" | "pcm_mulaw"
+  | "pcm_alaw";
+
+/** Query parameters of /stt/websocket. */
+export interface STTOptions {
+  /** e.g. "ink-whisper", "ink-2". */
+  model: string;
+  encoding: STTEncoding;
+  sample_rate: number;
+  /** ISO-639-1, default "en". */
+  language?: string;
+  /** 0 to 1: silence threshold. */
+  min_volume?: number;
+  max_silence_duration_secs?: number;
+  /** At most 100. */
+  keyterm?: string[];
+}
+
+/** Query parameters of /stt/turns/websocket. */
+export interface TurnsOptions {
+  model: string;
+  encoding: STTEncoding;
+  sample_rate: number;
+  keyterm?: string[];
+  /** 0.5-0.9, default 0.8. */
+  turn_start_threshold?: number;
+  /** 0.3-0.6, default 0.4. */
+  turn_eager_end_threshold?: number;
+  /** 0.05-0.5, default 0.2. */
+  turn_end_threshold?: number;
+  /** 640-11200, default 5600. */
+  turn_end_timeout_ms?: number;
+}
+
+/** A word with its times in seconds. */
+export interface Word { word: string; start: number; end: number }
+
+/** A transcript: interim (isFinal false) or final. Final transcripts are deltas since the
+ * previous final one. */
+export interface TranscriptEvent {
+  type: "transcript";
+  text: string;
+  isFinal: boolean;
+  duration?: number;
+  language?: string;
+  words?: Word[];
+  requestId?: string;
+}
+
+export type STTEvent = TranscriptEvent | { type: "flush_done"; requestId?: string } |
+  { type: "done"; requestId?: string };
+
+/** Shared by both STT sockets. Iteration ends when the socket closes with 1000; an error
+ * event throws a VoxgateError of code "upstream_error"; another close code throws
+ * "ws_closed". Breaking out of the loop closes the socket. Start iterating before the
+ * socket closes: a socket never iterated drops its unread events when it closes. */
+interface STTSocketBase<E> extends AsyncIterable<E> {
+  /** Sends one binary audio frame (declared encoding and rate); resolves when queued. */
+  send(audio: Uint8Array | ArrayBuffer): Promise<void>;
+  /** Ends the stream gracefully: sends close, waits (at most 10 s) for the server to finish,
+   * then closes the socket. Events up to "done" stay readable. */
+  close(): Promise<void>;
+  readonly closed: Promise<CloseInfo>;
+}
+
+/** /stt/websocket. */
+export interface STTSocket extends STTSocketBase<STTEvent> {
+  /** Asks for the final transcript so far; the server answers flush_done. */
+  finalize(): Promise<void>;
+}
+
+/** Turn thresholds for configure(). */
+export interface TurnConfig {
+  start_threshold?: number;
+  eager_end_threshold?: number;
+  end_threshold?: number;
+  end_timeout_ms?: number;
+}
+
+export type TurnEvent =
+  | { type: "connected"; requestId?: string }
+  | { type: "turn.start" | "turn.update" | "turn.eager_end" | "turn.resume" | "turn.end";
+    transcript?: string; requestId?: string };
+
+/** /stt/turns/websocket. */
+export interface TurnsSocket extends STTSocketBase<TurnEvent> {
+  /** Sends {"type":"config","turn":...}. */
+  configure(turn: TurnConfig): Promise<void>;
+}
+
+/** Options of a batch transcription (POST /stt). */
+export interface TranscribeOptions {
+  /** e.g. "ink-whisper". */
+  model: string;
+  language?: string;
+  /** Word timestamps (timestamp_granularities[]=word). */
+  timestamps?: boolean;
+  /** For headerless audio: its encoding and sample rate (query parameters). */
+  encoding?: STTEncoding;
+  sample_rate?: number;
+  /** File name sent in the form; default the File's name, else "audio". */
+  filename?: string;
+}
+
+/** Options of POST /audio/transcriptions (no encoding or sample_rate there). */
+export type OpenAITranscribeOptions = Omit<TranscribeOptions, "encoding" | "sample_rate">;
+
+/** A batch transcription's answer (Cartesia's JSON, with any other field it sends). */
+export interface Transcription {
+  text: string;
+  language?: string;
+  duration?: number;
+  words?: Word[];
+  request_id?: string;
+  [field: string]: unknown;
+}
+
+/** Options of an agent call's start event. */
+export interface AgentCallOptions {
+  inputFormat: "pcm_16000" | "pcm_24000" | "pcm_44100" | "mulaw_8000";
+  /** Overrides the agent's TTS voice. */
+  voiceId?: string;
+  /** Free-form; "to" and "from" have meanings for Cartesia. */
+  metadata?: Record<string, unknown>;
+  /** Per-call override of the agent's prompt and greeting. */
+  agent?: { system_prompt?: string; introduction?: string };
+}
+
+export type AgentEvent =
+  | { type: "ack"; streamId: string; config: Record<string, unknown> }
+  /** Agent audio in the input format (PCM 16-bit LE mono, or µ-law). */
+  | { type: "media"; audio: Uint8Array }
+  /** Barge-in: stop and flush local playback. */
+  | { type: "clear" }
+  | { type: "dtmf"; digit: string }
+  | { type: "custom"; metadata: Record<string, unknown> }
+  | { type: "transfer_call"; data: unknown }
+  | UnknownEvent;
+
+/** One call to an agent. Iteration ends when the call closes with 1000 (for example
+ * "connection idle timeout", "call ended by agent"); breaking out of the loop hangs up.
+ * Start iterating before the call ends: unread events of a call never iterated are
+ * dropped when it closes. */
+export interface AgentCall extends AsyncIterable<AgentEvent> {
+  /** The stream id sent in start. */
+  readonly streamId: string;
+  /** Sends caller audio in the input format (base64 media_input); resolves when queued. */
+  sendAudio(audio: Uint8Array | ArrayBuffer): Promise<void>;
+  /** Sends one keypad digit: 0-9, * or #. */
+  dtmf(digit: string): Promise<void>;
+  /** Sends a custom event. */
+  custom(metadata: Record<string, unknown>): Promise<void>;
+  /** Closes with 1000 "call ended by user"; resolves like closed. */
+  hangup(): Promise<CloseInfo>;
+  readonly closed: Promise<CloseInfo>;
 }

@@ -65,6 +65,35 @@ class Client extends EventTarget {
         }
         return this.#call("ttsBytes", body, signal);
       },
+      sse: (request, { signal } = {}) => {
+        const id = this.#value("ttsSSE", json(request, "request"), signal);
+        return new TTSStream(this.#link, id);
+      },
+      websocket: async ({ signal } = {}) => {
+        const id = await this.#call("ttsSocket", signal);
+        return new TTSSocket(this.#link, id);
+      },
+    });
+
+    /** Speech-to-text. */
+    this.stt = Object.freeze({
+      websocket: (options, { signal } = {}) => this.#socket(STTSocket, "sttSocket",
+        json(options, "options"), false, signal),
+      turns: (options, { signal } = {}) => this.#socket(STTSocket, "sttSocket",
+        json(options, "options"), true, signal),
+      transcribe: (file, options = {}, { signal } = {}) =>
+        this.#transcribe(file, options, false, signal),
+      openai: (file, options = {}, { signal } = {}) =>
+        this.#transcribe(file, options, true, signal),
+    });
+
+    /** Voice agents. */
+    this.agent = Object.freeze({
+      call: async (agentId, options = {}, { signal } = {}) => {
+        const opened = await this.#call("agentCall", String(agentId),
+          json(options, "options"), signal);
+        return new AgentCall(this.#link, opened.id, opened.streamId);
+      },
     });
 
     /** Token states per grant, and explicit refresh. */
@@ -95,6 +124,12 @@ class Client extends EventTarget {
     return JSON.parse(await this.#call("info"));
   }
 
+  /** Test hook: open stream handles in the module and live Go functions handed to
+   * JavaScript. Both return to their earlier values once every stream has ended. */
+  _stats() {
+    return this.#sync("stats");
+  }
+
   /** Whether close() was called. */
   get closed() {
     return this.#closed;
@@ -120,6 +155,30 @@ class Client extends EventTarget {
     if (type === "refresh") this.dispatchEvent(new CustomEvent("token", { detail: d }));
   }
 
+  /** What stream objects need to reach the module. */
+  get #link() {
+    return { call: (m, ...a) => this.#call(m, ...a), value: (m, ...a) => this.#value(m, ...a) };
+  }
+
+  async #socket(Kind, method, options, turns, signal) {
+    const id = await this.#call(method, options, turns, signal);
+    return new Kind(this.#link, id, turns);
+  }
+
+  async #transcribe(file, options, openai, signal) {
+    const opts = { ...options };
+    if (opts.filename === undefined && typeof file?.name === "string") opts.filename = file.name;
+    return JSON.parse(await this.#call("transcribe", file, json(opts, "options"), openai,
+      signal));
+  }
+
+  /** Calls a synchronous module method that answers {value} or {error}. */
+  #value(method, ...args) {
+    const r = this.#sync(method, ...args);
+    if (r?.error) throw toError(r.error);
+    return r?.value;
+  }
+
   #closedError() {
     return new VoxgateError({ code: "closed", message: "the client is closed" });
   }
@@ -136,6 +195,202 @@ class Client extends EventTarget {
   #sync(method, ...args) {
     if (this.#closed || !this.#api) throw this.#closedError();
     return this.#api[method](...args);
+  }
+}
+
+/** json encodes a request object (a string passes as is) or throws invalid_request. */
+function json(value, name) {
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value ?? {});
+  } catch (e) {
+    throw new VoxgateError({ code: "invalid_request", message: `${name} is not JSON: ${e.message}` });
+  }
+}
+
+/** Stream is the base of every iterable stream: a handle id in the module, read with
+ * next(id) one event at a time (the module reads the network only as events are pulled). */
+class Stream {
+  #link;
+  #id;
+  #ended = false;
+  #started = false;
+
+  constructor(link, id) {
+    this.#link = link;
+    this.#id = id;
+  }
+
+  get _link() { return this.#link; }
+  get _id() { return this.#id; }
+
+  /** Calls a module method that answers {value} or {error} with this stream's id. */
+  _value(method, ...args) {
+    return this.#link.value(method, this.#id, ...args);
+  }
+
+  /** Sends on the stream (module method send(id, op, value, flag)); resolves once the
+   * frame is queued. */
+  _send(op, value, flag) {
+    try {
+      this._value("send", op, value, flag);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Stops reading: queued events are dropped (sockets: closed). */
+  _release() {
+    if (this.#ended) return;
+    this.#ended = true;
+    try { this.#link.value("release", this.#id); } catch { /* module closed */ }
+  }
+
+  /** A socket whose events were never iterated is released when it closes, so its
+   * handle in the module does not outlive it; start iterating before the socket closes. */
+  _releaseUnreadOnClose(closed) {
+    closed.then(() => { if (!this.#started) this._release(); }, () => {});
+  }
+
+  [Symbol.asyncIterator]() {
+    this.#started = true;
+    return {
+      next: async () => {
+        if (this.#ended) return { done: true, value: undefined };
+        let event;
+        try {
+          event = await this.#link.call("next", this.#id);
+        } catch (e) {
+          this.#ended = true;
+          throw e;
+        }
+        if (event === null || event === undefined) {
+          this.#ended = true;
+          return { done: true, value: undefined };
+        }
+        // The module sends [fields as JSON, audio or null] (see cmd/voxgate/events.go).
+        const value = JSON.parse(event[0]);
+        if (event[1]) value.audio = event[1];
+        return { done: false, value };
+      },
+      return: async () => {
+        this._release();
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]() { return this; },
+    };
+  }
+}
+
+/** The events of one POST /tts/sse. */
+class TTSStream extends Stream {
+  /** Stops the stream and aborts the request. */
+  cancel() { this._release(); }
+}
+
+/** A socket's close, as {code, reason}, from the module. */
+function closedPromise(link, id) {
+  const p = link.call("closed", id);
+  p.catch(() => {}); // a page that never awaits it should not see an unhandled rejection
+  return p;
+}
+
+/** One /tts/websocket connection carrying contexts. */
+class TTSSocket {
+  #link;
+  #id;
+
+  constructor(link, id) {
+    this.#link = link;
+    this.#id = id;
+    /** Resolves with {code, reason} once the socket has closed. */
+    this.closed = closedPromise(link, id);
+  }
+
+  /** Starts a context with the fields every input repeats; id generated when omitted. */
+  context(request, id) {
+    const r = this.#link.value("ttsContext", this.#id, json(request, "request"), id ?? null);
+    return new TTSContext(this.#link, r.id, r.contextId);
+  }
+
+  /** Closes the socket with 1000; open contexts end. */
+  close() {
+    try { this.#link.value("closeSocket", this.#id); } catch { /* already closed */ }
+  }
+}
+
+/** One context on a TTSSocket. */
+class TTSContext extends Stream {
+  constructor(link, id, contextId) {
+    super(link, id);
+    /** The context_id sent to Cartesia. */
+    this.id = contextId;
+  }
+
+  /** Sends text with continue:true (and flush:true when asked). */
+  push(text, { flush = false } = {}) { return this._send("push", String(text), !!flush); }
+
+  /** Sends the last text (may be empty) with continue:false. */
+  end(text = "") { return this._send("end", String(text)); }
+
+  /** Sends {context_id, cancel:true}; the context's events end at once. */
+  cancel() { return this._send("cancel"); }
+}
+
+/** One /stt/websocket or /stt/turns/websocket connection. */
+class STTSocket extends Stream {
+  #closed = false;
+
+  constructor(link, id, turns) {
+    super(link, id);
+    this.turns = turns;
+    /** Resolves with {code, reason} once the socket has closed. */
+    this.closed = closedPromise(link, id);
+    this._releaseUnreadOnClose(this.closed);
+  }
+
+  /** Sends one binary audio frame; resolves once the browser has queued it. */
+  send(audio) { return this._send("audio", audio); }
+
+  /** Asks for the final transcript so far (manual finalize only). */
+  finalize() { return this._send("finalize"); }
+
+  /** Sends new turn thresholds (turns only). */
+  configure(turn) { return this._send("configure", json(turn, "config")); }
+
+  /** Sends close, waits for the server's done (at most 10 s), then closes the socket. */
+  async close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this._link.call("sttClose", this._id);
+  }
+}
+
+/** One call to a voice agent. */
+class AgentCall extends Stream {
+  constructor(link, id, streamId) {
+    super(link, id);
+    /** The call's stream id (chosen by the client, sent in start). */
+    this.streamId = streamId;
+    /** Resolves with {code, reason} once the call's socket has closed. */
+    this.closed = closedPromise(link, id);
+    this._releaseUnreadOnClose(this.closed);
+  }
+
+  /** Sends caller audio in the call's input format (base64 media_input). */
+  sendAudio(audio) { return this._send("audio", audio); }
+
+  /** Sends one keypad digit: 0-9, * or #. */
+  dtmf(digit) { return this._send("dtmf", String(digit)); }
+
+  /** Sends a custom event with a metadata object. */
+  custom(metadata) { return this._send("custom", json(metadata, "metadata")); }
+
+  /** Ends the call (close 1000 "call ended by user"). */
+  hangup() {
+    try { this._value("closeSocket"); } catch { /* already closed */ }
+    return this.closed;
   }
 }
 

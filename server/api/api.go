@@ -75,8 +75,12 @@ type Config struct {
 	UpstreamKind string
 	// CartesiaVersion is the Cartesia-Version header sent upstream by the proxy.
 	CartesiaVersion string
-	// UpstreamClient sends proxied requests; nil means the proxy's default client.
+	// UpstreamClient sends proxied requests and WebSocket handshakes; nil means the
+	// proxy's default client.
 	UpstreamClient *http.Client
+	// WebSocketsPerUserGrant caps each user's open proxied WebSockets per grant; one
+	// more is refused with 429 rate_limited. Zero means proxy.DefaultWebSocketsPerUserGrant.
+	WebSocketsPerUserGrant int
 
 	// Minter mints tokens with the API key; Sealer seals them into cookies.
 	Minter Minter
@@ -112,6 +116,10 @@ type server struct {
 	log      *slog.Logger
 	sessions session.Store
 	proxy    *proxy.Proxy
+	// wsRoutes and uploadRoutes are the mux patterns of the proxy's WebSocket and
+	// multipart routes, which the CSRF and media-type checks treat specially.
+	wsRoutes     map[string]bool
+	uploadRoutes map[string]bool
 
 	mintLimits  *limiter
 	loginByUser *limiter
@@ -184,13 +192,15 @@ func newServer(cfg Config) (*server, error) {
 	s.hsts = strings.HasPrefix(origin, "https://") && !isLoopbackHost(host)
 
 	s.proxy, err = proxy.New(proxy.Config{
-		Upstream: cfg.Upstream,
-		Version:  cfg.CartesiaVersion,
-		Client:   cfg.UpstreamClient,
-		Sealer:   cfg.Sealer,
-		Sessions: cfg.Sessions,
-		Logger:   cfg.Logger,
-		Now:      cfg.Now,
+		Upstream:  cfg.Upstream,
+		Version:   cfg.CartesiaVersion,
+		Origin:    origin,
+		Client:    cfg.UpstreamClient,
+		Sealer:    cfg.Sealer,
+		Sessions:  cfg.Sessions,
+		Logger:    cfg.Logger,
+		Now:       cfg.Now,
+		WebSocket: proxy.WebSocketLimits{PerUserGrant: cfg.WebSocketsPerUserGrant},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)

@@ -73,6 +73,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 
 	if old, err := r.Cookie(session.CookieName); err == nil && old.Value != "" {
 		_ = s.sessions.Delete(old.Value)
+		s.proxy.EndSession(old.Value)
 	}
 	sess, err := s.sessions.Create(user)
 	if err != nil {
@@ -97,8 +98,9 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	reply.JSON(w, http.StatusOK, infoOf(sess))
 }
 
-// logout ends the session (if any) and clears every voxgate cookie. It always answers 204:
-// the result a caller wants, no cookies and no session, holds either way.
+// logout ends the session (if any), closes the WebSockets it opened through the proxy
+// and clears every voxgate cookie. It always answers 204: the result a caller wants, no
+// cookies and no session, holds either way.
 func (s *server) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(session.CookieName); err == nil && c.Value != "" {
 		user := ""
@@ -106,7 +108,11 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request) {
 			user = sess.User
 		}
 		_ = s.sessions.Delete(c.Value)
-		s.log.Info("logout", "user", user, "session", session.Fingerprint(c.Value))
+		// Deleted first, so no new socket can open for the session while its open ones
+		// are told 1008 "session ended".
+		sockets := s.proxy.EndSession(c.Value)
+		s.log.Info("logout", "user", user, "session", session.Fingerprint(c.Value),
+			"websockets_closed", sockets)
 	}
 
 	http.SetCookie(w, deletionCookie(session.CookieName))

@@ -2,10 +2,12 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/coder/websocket"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voxgate/voxgate/server/api"
@@ -93,12 +96,36 @@ func newFakeCartesia(t *testing.T) *fakeCartesia {
 			}
 			w.Header().Set("Content-Type", "audio/wav")
 			_, _ = io.WriteString(w, "RIFF-audio")
+		case "/tts/websocket":
+			echoWebSocket(w, r)
 		default:
 			http.NotFound(w, r)
 		}
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// echoWebSocket accepts a token-authenticated WebSocket and echoes every message.
+func echoWebSocket(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "+tokenPrefix) {
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	for {
+		typ, msg, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		if err := c.Write(context.Background(), typ, msg); err != nil {
+			return
+		}
+	}
 }
 
 func (f *fakeCartesia) callsTo(path string) []upstreamCall {
@@ -274,7 +301,11 @@ type req struct {
 	path    string
 	body    string
 	header  map[string]string // "" value deletes the default
+	extra   http.Header       // values added after header, for repeated headers
 	cookies []*http.Cookie
+	// from is the loopback address the request is sent from ("" for 127.0.0.1), so that
+	// tests can play several clients: Linux answers on all of 127.0.0.0/8.
+	from string
 }
 
 // resp is a finished response.
@@ -316,11 +347,23 @@ func (h *harness) do(r req) resp {
 		}
 		hr.Header.Set(k, v)
 	}
+	for k, vs := range r.extra {
+		for _, v := range vs {
+			hr.Header.Add(k, v)
+		}
+	}
 	for _, c := range r.cookies {
 		hr.AddCookie(c)
 	}
 
-	res, err := http.DefaultTransport.RoundTrip(hr)
+	rt := http.DefaultTransport
+	if r.from != "" {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(r.from)}}
+		tr := &http.Transport{DialContext: dialer.DialContext}
+		defer tr.CloseIdleConnections()
+		rt = tr
+	}
+	res, err := rt.RoundTrip(hr)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -51,6 +51,10 @@ var csrfExempt = map[string]bool{
 // same-origin; otherwise Origin (when present) must equal the public origin exactly;
 // and X-CSRF: 1 must be present, which a cross-site form or simple request cannot add
 // without a CORS preflight that this server never approves.
+//
+// WebSocket upgrades (GET on a proxied WebSocket route) are the exception to the last
+// rule: browsers cannot add headers to them. The proxy instead requires their Origin to
+// be present and exactly the public origin before it accepts or dials anything.
 func (s *server) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
 	reason := ""
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
@@ -60,7 +64,8 @@ func (s *server) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
 	} else if origin := r.Header.Get("Origin"); origin != "" && origin != s.origin {
 		reason = "origin_mismatch"
 	}
-	if reason == "" && r.Header.Get("X-CSRF") != "1" && !csrfExempt[r.Method+" "+r.URL.Path] {
+	if reason == "" && r.Header.Get("X-CSRF") != "1" && !csrfExempt[r.Method+" "+r.URL.Path] &&
+		!s.isWebSocketUpgrade(r) {
 		reason = "missing_x_csrf"
 	}
 	if reason == "" {
@@ -73,7 +78,15 @@ func (s *server) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// checkMediaType refuses request bodies that are not JSON. A body-less request (no
+// isWebSocketUpgrade reports whether r is a GET for one of the proxy's WebSocket routes.
+// Whether it really asks for an upgrade is the proxy's to check.
+func (s *server) isWebSocketUpgrade(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && s.wsRoutes[s.routeOf(r)]
+}
+
+// checkMediaType refuses request bodies that are not JSON, except multipart/form-data on
+// the proxy's upload routes (and only there: a form is what a cross-site page can post
+// without a preflight, so every other route keeps refusing it). A body-less request (no
 // Content-Type, Content-Length 0) passes, so POST /api/logout needs no body.
 func (s *server) checkMediaType(w http.ResponseWriter, r *http.Request) bool {
 	switch r.Method {
@@ -88,9 +101,18 @@ func (s *server) checkMediaType(w http.ResponseWriter, r *http.Request) bool {
 	if isJSON(ct) {
 		return true
 	}
+	if s.uploadRoutes[s.routeOf(r)] && isMultipart(ct) {
+		return true
+	}
 	reply.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
 		"request bodies must be application/json")
 	return false
+}
+
+// isMultipart reports whether a Content-Type is multipart/form-data with a boundary.
+func isMultipart(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "multipart/form-data" && params["boundary"] != ""
 }
 
 // isJSON reports whether a Content-Type is application/json, with at most a UTF-8

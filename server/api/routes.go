@@ -23,8 +23,16 @@ func (s *server) routes() {
 	mux.Handle("/api/session", methods{http.MethodGet: s.whoami})
 	mux.Handle("/api/token", methods{http.MethodPost: s.mintToken})
 
+	s.wsRoutes, s.uploadRoutes = map[string]bool{}, map[string]bool{}
 	for _, rt := range proxy.Routes() {
-		mux.Handle(proxyPrefix+rt.Path, methods{rt.Method: s.proxy.Handler(rt).ServeHTTP})
+		pattern := proxyPrefix + rt.Path
+		mux.Handle(pattern, methods{rt.Method: s.proxy.Handler(rt).ServeHTTP})
+		switch rt.Kind {
+		case proxy.WebSocket:
+			s.wsRoutes[pattern] = true
+		case proxy.Upload:
+			s.uploadRoutes[pattern] = true
+		}
 	}
 
 	for path := range staticFiles {
@@ -37,6 +45,12 @@ func (s *server) routes() {
 	mux.HandleFunc("/", notFound)
 
 	s.mux = mux
+}
+
+// routeOf is the mux pattern that r would be served by ("" for none).
+func (s *server) routeOf(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	return pattern
 }
 
 func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -22,13 +22,16 @@ type staticFile struct {
 }
 
 var staticFiles = map[string]staticFile{
-	"/":             {"index.html", "text/html; charset=utf-8"},
-	"/voxgate.js":   {"voxgate.js", "text/javascript; charset=utf-8"},
-	"/app.js":       {"app.js", "text/javascript; charset=utf-8"},
-	"/style.css":    {"style.css", "text/css; charset=utf-8"},
-	"/voxgate.d.ts": {"voxgate.d.ts", "text/plain; charset=utf-8"},
-	"/wasm_exec.js": {"dist/wasm_exec.js", "text/javascript; charset=utf-8"},
-	"/voxgate.wasm": {"dist/voxgate.wasm", "application/wasm"},
+	"/":                   {"index.html", "text/html; charset=utf-8"},
+	"/voxgate.js":         {"voxgate.js", "text/javascript; charset=utf-8"},
+	"/app.js":             {"app.js", "text/javascript; charset=utf-8"},
+	"/audio.js":           {"audio.js", "text/javascript; charset=utf-8"},
+	"/panels.js":          {"panels.js", "text/javascript; charset=utf-8"},
+	"/capture-worklet.js": {"capture-worklet.js", "text/javascript; charset=utf-8"},
+	"/style.css":          {"style.css", "text/css; charset=utf-8"},
+	"/voxgate.d.ts":       {"voxgate.d.ts", "text/plain; charset=utf-8"},
+	"/wasm_exec.js":       {"dist/wasm_exec.js", "text/javascript; charset=utf-8"},
+	"/voxgate.wasm":       {"dist/voxgate.wasm", "application/wasm"},
 }
 
 // brotliTwin is the pre-compressed copy of the wasm bundle written by `make build`.

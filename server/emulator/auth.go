@@ -20,11 +20,13 @@ const (
 
 // Where a credential was presented; for messages, never logged with the value.
 const (
-	fromBearer  = "Authorization: Bearer"
-	fromAPIKey  = "X-API-Key"
-	credKey     = "api_key"
-	credToken   = "access_token"
-	bearerMatch = "bearer "
+	fromBearer     = "Authorization: Bearer"
+	fromAPIKey     = "X-API-Key"
+	fromQueryToken = "the access_token query parameter"
+	fromQueryKey   = "the api_key query parameter"
+	credKey        = "api_key"
+	credToken      = "access_token"
+	bearerMatch    = "bearer "
 )
 
 // authenticate checks the call's credentials against the route's mode and answers the
@@ -34,7 +36,7 @@ const (
 // value may be an API key or an access token; X-API-Key takes API keys only (Cartesia
 // documents access tokens in Authorization only).
 func (c *call) authenticate(mode authMode, grant string) bool {
-	value, from, problem := presented(c.r)
+	value, from, problem := c.presented()
 	if problem != "" {
 		c.fail(http.StatusUnauthorized, codeUnauthorized, "Unauthorized", problem)
 		return false
@@ -49,9 +51,10 @@ func (c *call) authenticate(mode authMode, grant string) bool {
 			fmt.Sprintf("the credential in %s is not a valid API key or access token", from))
 		return false
 	}
-	if from == fromAPIKey {
+	if from == fromAPIKey || from == fromQueryKey {
 		c.fail(http.StatusUnauthorized, codeUnauthorized, "Unauthorized",
-			"access tokens go in Authorization: Bearer <token>; X-API-Key takes API keys only")
+			"access tokens go in Authorization: Bearer <token> (or the access_token query "+
+				"parameter on WebSockets); "+from+" takes API keys only")
 		return false
 	}
 
@@ -82,9 +85,47 @@ func (c *call) authenticate(mode authMode, grant string) bool {
 	return true
 }
 
-// presented returns the credential a request carries and where it came from, or a
+// presented returns the credential the call carries and where it came from, or a
 // problem to report when there is none or the Authorization header is malformed.
-func presented(r *http.Request) (value, from, problem string) {
+//
+// Headers come first. A WebSocket upgrade may instead carry the credential in the query
+// (reference §3.2): browsers cannot set headers on a WebSocket, so they send
+// access_token; servers may send api_key. Plain HTTP requests never read the query, so a
+// credential pasted into a URL there is refused rather than silently accepted.
+func (c *call) presented() (value, from, problem string) {
+	h := c.r.Header
+	if h.Get("Authorization") != "" || h.Get("X-API-Key") != "" || !isWebSocketUpgrade(c.r) {
+		return presentedHeader(c.r)
+	}
+
+	q := c.r.URL.Query()
+	switch {
+	case q.Get("access_token") != "":
+		return strings.TrimSpace(q.Get("access_token")), fromQueryToken, ""
+	case q.Get("api_key") != "":
+		return strings.TrimSpace(q.Get("api_key")), fromQueryKey, ""
+	}
+	return "", "", "no credentials: send Authorization: Bearer <API key or access token>, or " +
+		"the access_token (or api_key) query parameter"
+}
+
+// isWebSocketUpgrade reports whether r asks to switch to the WebSocket protocol.
+func isWebSocketUpgrade(r *http.Request) bool {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for _, token := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// presentedHeader is presented for the credential headers alone.
+func presentedHeader(r *http.Request) (value, from, problem string) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme := auth[:min(len(auth), len(bearerMatch))]
 		if len(auth) <= len(bearerMatch) || !strings.EqualFold(scheme, bearerMatch) {

@@ -39,6 +39,7 @@
 package emulator
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -62,6 +63,10 @@ type Config struct {
 	Now     func() time.Time // nil: time.Now; token iat/exp use it
 	Pace    float64          // 0 = as fast as possible; 1 = real time; 0.5 = twice real time
 	Logger  *slog.Logger     // nil: discard
+
+	// Idle closes for the WebSocket routes; zero means Cartesia's documented values
+	// (TTS 5 min, STT 20 s, agent 180 s). Tests shorten them.
+	TTSIdle, STTIdle, AgentIdle time.Duration
 }
 
 // Emulator serves the emulated Cartesia API. It is safe for concurrent use.
@@ -72,6 +77,9 @@ type Emulator struct {
 	pace   float64
 	log    *slog.Logger
 	mux    *http.ServeMux
+
+	// Idle closes of the WebSocket routes, defaults filled in (see Config).
+	ttsIdle, sttIdle, agentIdle time.Duration
 }
 
 // New returns an emulator that accepts cfg.APIKeys. It fails without keys, with an empty
@@ -91,6 +99,10 @@ func New(cfg Config) (*Emulator, error) {
 		return nil, fmt.Errorf("emulator: pace %v must be a finite number >= 0", cfg.Pace)
 	}
 
+	if cfg.TTSIdle < 0 || cfg.STTIdle < 0 || cfg.AgentIdle < 0 {
+		return nil, errors.New("emulator: idle durations must be >= 0 (0 means the default)")
+	}
+
 	e := &Emulator{
 		keys:   keys,
 		tokens: newIssuer(),
@@ -105,6 +117,9 @@ func New(cfg Config) (*Emulator, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	e.ttsIdle = cmp.Or(cfg.TTSIdle, 5*time.Minute)
+	e.sttIdle = cmp.Or(cfg.STTIdle, 20*time.Second)
+	e.agentIdle = cmp.Or(cfg.AgentIdle, 180*time.Second)
 	e.routes()
 	return e, nil
 }
@@ -118,6 +133,13 @@ func (e *Emulator) routes() {
 		needsVersion: true, auth: authAPIKey, serve: e.accessToken})
 	e.handle("/tts/bytes", endpoint{name: "tts_bytes", methods: []string{http.MethodPost},
 		needsVersion: true, auth: authGrant, grant: grantTTS, serve: e.ttsBytes})
+
+	// Slice 2 (one file per family): tts_sse.go, tts_ws.go, agent.go (TTS streams and the
+	// agent call) and stt_ws.go, stt_turns.go, stt_batch.go (speech to text). Each family
+	// registers itself from its own registerXxx method so the families never edit one line.
+	e.registerTTSStreams()
+	e.registerSTT()
+	e.registerAgent()
 
 	// Everything else: 404 in Cartesia's error shape rather than ServeMux's plain text.
 	e.handle("/", endpoint{name: "not_found", serve: e.notFound})

@@ -3,9 +3,12 @@
 //
 // Each call needs a live session and that grant's sealed token cookie; the proxy opens the
 // cookie, sends Authorization: Bearer <token> upstream and relays the answer as it
-// arrives. Request and response headers are copied by allowlist, the client's query
-// string is dropped, and nothing the client sends can choose the upstream host or path.
-// The package never sees the API key and never mints tokens.
+// arrives: bodies as they are read, server-sent events one event at a time, uploads as
+// they are received, and WebSockets message by message on two connections (the browser's,
+// accepted here, and one dialled upstream). Request and response headers and query
+// parameters are copied by allowlist, and nothing the client sends can choose the upstream
+// host or path. It keeps a registry of open WebSockets per session so that signing out
+// ends them. The package never sees the API key and never mints tokens.
 package proxy
 
 import (
@@ -36,8 +39,11 @@ const (
 	// DefaultWriteTimeout bounds each write to a client that has stopped reading.
 	DefaultWriteTimeout = 30 * time.Second
 	// DefaultBodyTimeout bounds reading a request body, so a client trickling bytes
-	// cannot hold a handler open.
+	// cannot hold a handler open. For uploads it bounds each pause between reads.
 	DefaultBodyTimeout = 10 * time.Second
+	// DefaultUploadTimeout bounds a whole upload: 25 MiB at 1 Mbit/s takes under 4
+	// minutes.
+	DefaultUploadTimeout = 5 * time.Minute
 )
 
 // maxErrorBody caps how much of an upstream error body is read before answering.
@@ -61,8 +67,13 @@ type Config struct {
 	Upstream string
 	// Version is the Cartesia-Version header sent upstream.
 	Version string
-	// Client sends upstream requests; nil means one with DefaultHeaderTimeout. It must not
-	// follow redirects.
+	// Origin is the exact origin the page is served from. A WebSocket upgrade is accepted
+	// only when its Origin header equals it byte for byte: browsers cannot add X-CSRF to
+	// an upgrade, so the Origin is what stops another site's page from opening a socket
+	// with our cookies (cross-site WebSocket hijacking). Empty refuses every upgrade.
+	Origin string
+	// Client sends upstream requests and WebSocket handshakes; nil means one with
+	// DefaultHeaderTimeout. It must not follow redirects.
 	Client *http.Client
 	// Sealer opens token cookies; Sessions resolves the session cookie.
 	Sealer   *seal.Sealer
@@ -72,21 +83,32 @@ type Config struct {
 	// Now is the clock for token expiry; nil means time.Now.
 	Now func() time.Time
 	// StreamIdle and WriteTimeout bound a relayed stream, BodyTimeout the reading of a
-	// request body; zero means the defaults.
-	StreamIdle   time.Duration
-	WriteTimeout time.Duration
-	BodyTimeout  time.Duration
+	// request body (and each pause in an upload), UploadTimeout a whole upload; zero
+	// means the defaults.
+	StreamIdle    time.Duration
+	WriteTimeout  time.Duration
+	BodyTimeout   time.Duration
+	UploadTimeout time.Duration
+
+	// WebSocket holds the WebSocket relay's limits; zero fields take the defaults.
+	WebSocket WebSocketLimits
 }
 
 // Proxy relays the routes in Routes. It is safe for concurrent use.
 //
-// Limitation: the session and token are checked when a call starts. Signing out (or the
-// token expiring) does not cut a response that is already streaming; it ends when
-// upstream finishes or goes quiet for StreamIdle. Long-lived WebSocket routes will need
-// to watch the session themselves.
+// Limitation: the session and token are checked when a call starts. An expiring token
+// cuts nothing (Cartesia, too, checks tokens when a connection opens). Signing out ends
+// the session's WebSockets (see EndSession) but not an HTTP response that is already
+// streaming; that ends when upstream finishes or goes quiet for StreamIdle. A session
+// that times out server-side (idle or absolute) does not end its open WebSockets either:
+// nothing signs out, so they run until either side closes or the relay's idle limit.
 type Proxy struct {
 	upstream *url.URL
 	cfg      Config
+	streams  *streams
+	// originPatterns is Origin for coder/websocket's own origin check, a second layer
+	// behind ours.
+	originPatterns []string
 }
 
 // New checks the configuration and returns a Proxy.
@@ -122,7 +144,17 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout
 	}
-	return &Proxy{upstream: &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg: cfg}, nil
+	if cfg.UploadTimeout <= 0 {
+		cfg.UploadTimeout = DefaultUploadTimeout
+	}
+	cfg.WebSocket = cfg.WebSocket.withDefaults()
+
+	p := &Proxy{upstream: &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg: cfg,
+		streams: newStreams(cfg.WebSocket.PerUserGrant)}
+	if cfg.Origin != "" {
+		p.originPatterns = []string{matchLiteral(cfg.Origin)}
+	}
+	return p, nil
 }
 
 // Handler serves one route. The caller registers it under its own prefix and method.
@@ -130,6 +162,10 @@ func (p *Proxy) Handler(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{p: p, rt: rt, start: time.Now(), status: http.StatusOK}
 		defer c.log(r)
+		if rt.Kind == WebSocket {
+			c.serveWebSocket(w, r)
+			return
+		}
 		c.serve(w, r)
 	})
 }
@@ -141,8 +177,15 @@ type call struct {
 	start  time.Time
 	user   string
 	status int
-	bytes  int64
-	note   string
+	// bytesUp counts request bytes sent upstream (uploads and WebSocket messages);
+	// bytesDown counts response bytes relayed to the client.
+	bytesUp   int64
+	bytesDown int64
+	note      string
+	// closeClient and closeUpstream are the close codes a WebSocket relay ended with on
+	// each leg (1006 when a leg was dropped without a close handshake).
+	closeClient   int
+	closeUpstream int
 }
 
 // fail answers one of our JSON errors and remembers the status for the log.
@@ -155,7 +198,11 @@ func (c *call) fail(w http.ResponseWriter, status int, code, msg string) {
 func (c *call) log(r *http.Request) {
 	attrs := []any{
 		"route", r.URL.Path, "grant", string(c.rt.Grant), "user", c.user,
-		"status", c.status, "dur_ms", time.Since(c.start).Milliseconds(), "bytes", c.bytes,
+		"status", c.status, "dur_ms", time.Since(c.start).Milliseconds(),
+		"bytes_up", c.bytesUp, "bytes_down", c.bytesDown,
+	}
+	if c.closeClient != 0 || c.closeUpstream != 0 {
+		attrs = append(attrs, "close_client", c.closeClient, "close_upstream", c.closeUpstream)
 	}
 	if c.note != "" {
 		attrs = append(attrs, "note", c.note)
@@ -164,49 +211,83 @@ func (c *call) log(r *http.Request) {
 }
 
 func (c *call) serve(w http.ResponseWriter, r *http.Request) {
-	tok, ok := c.authorize(w, r)
+	_, tok, ok := c.authorize(w, r)
 	if !ok {
 		return
 	}
 
-	body, ok := c.readBody(w, r)
+	query, ok := c.upstreamQuery(w, r)
 	if !ok {
 		return
 	}
 
-	resp, ok := c.send(w, r, tok, body)
+	var body io.Reader
+	var upload *uploadBody
+	size := int64(-1)
+	if c.rt.Kind == Upload {
+		if upload, ok = c.openUpload(w, r); !ok {
+			return
+		}
+		defer upload.detach()
+		body, size = upload, r.ContentLength
+	} else {
+		raw, ok := c.readBody(w, r)
+		if !ok {
+			return
+		}
+		body, size = bytes.NewReader(raw), int64(len(raw))
+	}
+
+	resp, ok := c.send(w, r, tok, query, body, size, upload)
 	if !ok {
 		return
 	}
 	defer resp.Body.Close()
-
-	if resp.StatusCode >= 400 {
-		c.relayError(w, resp)
-		return
+	c.bytesUp = size
+	if upload != nil {
+		c.bytesUp = upload.count()
+		if !upload.complete.Load() {
+			// Upstream answered before reading the whole upload; the rest of it is still
+			// on the client connection, which cannot carry another request.
+			w.Header().Set("Connection", "close")
+		}
 	}
-	c.relayStream(w, r, resp)
+
+	switch {
+	case resp.StatusCode >= 400:
+		c.relayError(w, resp)
+	case c.rt.Kind == Events:
+		c.relayEvents(w, r, resp)
+	default:
+		c.relayStream(w, r, resp)
+	}
 }
 
 // authorize resolves the session and opens the grant's token cookie.
-func (c *call) authorize(w http.ResponseWriter, r *http.Request) (token.Token, bool) {
+func (c *call) authorize(w http.ResponseWriter, r *http.Request) (session.Session,
+	token.Token, bool) {
 	sess, err := session.FromRequest(c.p.cfg.Sessions, r)
 	if err != nil {
-		c.fail(w, http.StatusUnauthorized, "no_session", "sign in first")
-		return token.Token{}, false
+		msg := "sign in first"
+		if errors.Is(err, session.ErrExpired) {
+			msg = "the session has expired; sign in again"
+		}
+		c.fail(w, http.StatusUnauthorized, "no_session", msg)
+		return session.Session{}, token.Token{}, false
 	}
 	c.user = sess.User
 
 	if !sess.Allows(c.rt.Grant) {
 		c.fail(w, http.StatusForbidden, "grant_forbidden",
 			fmt.Sprintf("your account may not use the %s grant", c.rt.Grant))
-		return token.Token{}, false
+		return session.Session{}, token.Token{}, false
 	}
 
 	cookie, err := r.Cookie(seal.CookieName(c.rt.Grant))
 	if err != nil || cookie.Value == "" {
 		c.fail(w, http.StatusUnauthorized, "no_token",
 			fmt.Sprintf("no %s token; request one from /api/token", c.rt.Grant))
-		return token.Token{}, false
+		return session.Session{}, token.Token{}, false
 	}
 
 	tok, err := c.p.cfg.Sealer.Open(cookie.Value, sess.ID, c.rt.Grant)
@@ -218,15 +299,15 @@ func (c *call) authorize(w http.ResponseWriter, r *http.Request) (token.Token, b
 			"user", sess.User, "session", session.Fingerprint(sess.ID))
 		c.fail(w, http.StatusUnauthorized, "no_token",
 			fmt.Sprintf("the %s token cookie is not valid; request a new one", c.rt.Grant))
-		return token.Token{}, false
+		return session.Session{}, token.Token{}, false
 	}
 
 	if !c.p.cfg.Now().Before(tok.ExpiresAt) {
 		c.fail(w, http.StatusUnauthorized, "token_expired",
 			fmt.Sprintf("the %s token has expired", c.rt.Grant))
-		return token.Token{}, false
+		return session.Session{}, token.Token{}, false
 	}
-	return tok, true
+	return sess, tok, true
 }
 
 // readBody checks the media type and reads the whole (small, capped) body, so that an
@@ -257,17 +338,23 @@ func (c *call) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return body, true
 }
 
-// send builds the upstream request from the allowlists and sends it.
-func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token,
-	body []byte) (*http.Response, bool) {
+// send builds the upstream request from the allowlists and sends it. size is the body's
+// length, or -1 when unknown (a chunked upload). upload, when not nil, is the streamed
+// body, whose own failure (too large, too slow) outranks the transport error it causes.
+func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token, query string,
+	body io.Reader, size int64, upload *uploadBody) (*http.Response, bool) {
 	target := *c.p.upstream
 	target.Path = c.rt.Upstream
+	target.RawQuery = query
 
-	out, err := http.NewRequestWithContext(r.Context(), c.rt.Method, target.String(),
-		bytes.NewReader(body))
+	out, err := http.NewRequestWithContext(r.Context(), c.rt.Method, target.String(), body)
 	if err != nil {
 		c.fail(w, http.StatusInternalServerError, "internal", "could not build the request")
 		return nil, false
+	}
+	out.ContentLength = size
+	if size == 0 {
+		out.Body = http.NoBody
 	}
 	for _, h := range requestHeaders {
 		if v := r.Header.Values(h); len(v) > 0 {
@@ -281,6 +368,9 @@ func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token,
 	resp, err := c.p.cfg.Client.Do(out)
 	if err == nil {
 		return resp, true
+	}
+	if upload != nil && c.uploadFailed(w, upload) {
+		return nil, false
 	}
 
 	switch {
@@ -329,11 +419,20 @@ func (c *call) relayError(w http.ResponseWriter, resp *http.Response) {
 // errStreamIdle cancels an upstream body that has gone quiet.
 var errStreamIdle = errors.New("proxy: upstream stream idle")
 
-// relayStream copies allowlisted headers and then the body, flushing after every read so
-// audio reaches the browser as it is produced. A failure after the status line is sent
-// cannot be reported as JSON any more; the handler aborts so the client sees a truncated
-// response rather than a clean end.
-func (c *call) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+// downstream is the client side of a relayed response: the writer, its controller for
+// flushes and deadlines, and the idle timer that closes a quiet upstream body.
+type downstream struct {
+	c         *call
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	idle      *time.Timer
+	idleFired atomic.Bool
+}
+
+// startResponse copies the allowlisted headers and the status, flushes them, and arms
+// the idle timer, which cancels the upstream read when nothing arrives for StreamIdle.
+// The caller must call stop.
+func (c *call) startResponse(w http.ResponseWriter, resp *http.Response) *downstream {
 	for _, h := range responseHeaders {
 		if v := resp.Header.Values(h); len(v) > 0 {
 			w.Header()[http.CanonicalHeaderKey(h)] = append([]string(nil), v...)
@@ -342,42 +441,66 @@ func (c *call) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Re
 	c.status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
 
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-
-	// The idle timer cancels the upstream read when nothing arrives for StreamIdle.
-	var idleFired atomic.Bool
-	idle := time.AfterFunc(c.p.cfg.StreamIdle, func() {
-		idleFired.Store(true)
+	d := &downstream{c: c, w: w, rc: http.NewResponseController(w)}
+	_ = d.rc.Flush()
+	d.idle = time.AfterFunc(c.p.cfg.StreamIdle, func() {
+		d.idleFired.Store(true)
 		_ = resp.Body.Close()
 	})
-	defer idle.Stop()
+	return d
+}
+
+func (d *downstream) stop() { d.idle.Stop() }
+
+// upstreamRead notes that bytes arrived from upstream.
+func (d *downstream) upstreamRead() { d.idle.Reset(d.c.p.cfg.StreamIdle) }
+
+// send writes p to the client within WriteTimeout and flushes it.
+func (d *downstream) send(p []byte) bool {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.c.p.cfg.WriteTimeout))
+	if _, err := d.w.Write(p); err != nil {
+		d.c.note = "client_write_failed"
+		return false
+	}
+	d.c.bytesDown += int64(len(p))
+	_ = d.rc.Flush()
+	return true
+}
+
+// abort ends a response whose status line is already sent after an upstream read error.
+// It cannot be reported as JSON any more; the handler aborts so the client sees a
+// truncated response rather than a clean end.
+func (d *downstream) abort(r *http.Request) {
+	if r.Context().Err() == nil {
+		d.c.note = "upstream_read_failed"
+	}
+	if d.idleFired.Load() {
+		d.c.note = errStreamIdle.Error()
+	}
+	// The deferred log in Handler still runs while this unwinds.
+	panic(http.ErrAbortHandler)
+}
+
+// relayStream copies allowlisted headers and then the body, flushing after every read so
+// audio reaches the browser as it is produced.
+func (c *call) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response) {
+	d := c.startResponse(w, resp)
+	defer d.stop()
 
 	buf := make([]byte, copyBuffer)
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
-			idle.Reset(c.p.cfg.StreamIdle)
-			_ = rc.SetWriteDeadline(time.Now().Add(c.p.cfg.WriteTimeout))
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				c.note = "client_write_failed"
+			d.upstreamRead()
+			if !d.send(buf[:n]) {
 				return
 			}
-			c.bytes += int64(n)
-			_ = rc.Flush()
 		}
 		if rerr == io.EOF {
 			return
 		}
 		if rerr != nil {
-			if r.Context().Err() == nil {
-				c.note = "upstream_read_failed"
-			}
-			if idleFired.Load() {
-				c.note = errStreamIdle.Error()
-			}
-			// The deferred log in Handler still runs while this unwinds.
-			panic(http.ErrAbortHandler)
+			d.abort(r)
 		}
 	}
 }

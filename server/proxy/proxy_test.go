@@ -45,12 +45,17 @@ type harness struct {
 	clk      *clock
 	upstream *httptest.Server
 	answer   http.HandlerFunc
+	// raw, when set, answers upstream requests before their body is read (the record
+	// then has no body): for WebSocket handshakes and streamed uploads.
+	raw      http.HandlerFunc
 	mu       sync.Mutex
 	seen     []seen
 	sessions *session.Memory
 	sealer   *seal.Sealer
 	sess     session.Session
 	front    *httptest.Server
+	origin   string
+	proxy    *proxy.Proxy
 	logs     *bytes.Buffer
 	logMu    sync.Mutex
 }
@@ -73,6 +78,17 @@ func newHarness(t *testing.T, cfg func(*proxy.Config)) *harness {
 		logs: &bytes.Buffer{}}
 
 	h.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		raw := h.raw
+		h.mu.Unlock()
+		if raw != nil {
+			h.mu.Lock()
+			h.seen = append(h.seen, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), nil})
+			h.mu.Unlock()
+			raw(w, r)
+			return
+		}
+
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
 		h.seen = append(h.seen, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
@@ -96,9 +112,13 @@ func newHarness(t *testing.T, cfg func(*proxy.Config)) *harness {
 	h.sess, _ = h.sessions.Create(session.User{Name: "alice", Grants: token.Grants(),
 		MaxTTL: time.Hour})
 
+	h.front = httptest.NewUnstartedServer(nil)
+	h.origin = "http://" + h.front.Listener.Addr().String()
+
 	c := proxy.Config{
 		Upstream: h.upstream.URL,
 		Version:  "2026-03-01",
+		Origin:   h.origin,
 		Sealer:   h.sealer,
 		Sessions: h.sessions,
 		Logger:   slog.New(slog.NewJSONHandler(h, nil)),
@@ -111,11 +131,13 @@ func newHarness(t *testing.T, cfg func(*proxy.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.proxy = p
 	mux := http.NewServeMux()
 	for _, rt := range proxy.Routes() {
 		mux.Handle(rt.Method+" /cartesia"+rt.Path, p.Handler(rt))
 	}
-	h.front = httptest.NewServer(mux)
+	h.front.Config.Handler = mux
+	h.front.Start()
 	t.Cleanup(h.front.Close)
 	t.Cleanup(func() {
 		if strings.Contains(h.logText(), "ctok_CANARY") {
@@ -493,7 +515,7 @@ func TestProxyLogsOneEventPerCall(t *testing.T) {
 	}
 	ok := events[0]
 	if ok["route"] != "/cartesia/tts/bytes" || ok["grant"] != "tts" || ok["user"] != "alice" ||
-		ok["status"] != 200.0 || ok["bytes"] != float64(len("RIFFaudio")) || ok["dur_ms"] == nil {
+		ok["status"] != 200.0 || ok["bytes_down"] != float64(len("RIFFaudio")) || ok["dur_ms"] == nil {
 		t.Errorf("proxy event %v", ok)
 	}
 	if events[1]["status"] != 401.0 {

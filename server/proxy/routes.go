@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"regexp"
 
 	"github.com/voxgate/voxgate/server/token"
 )
@@ -12,37 +13,97 @@ type Kind int
 const (
 	// Stream is a request with a JSON body whose response is relayed as it arrives.
 	Stream Kind = iota
+	// Events is a request with a JSON body whose text/event-stream response is relayed
+	// one event at a time, each flushed to the client as soon as it is complete.
+	Events
+	// Upload is a multipart/form-data request streamed upstream as it arrives, without
+	// holding the whole file, and a response relayed like Stream.
+	Upload
+	// WebSocket is an upgrade relayed message by message on two connections: the
+	// browser's, accepted here, and one dialled upstream with the token in a header.
+	WebSocket
 )
 
 // Route is one forwarded endpoint: the browser-facing path (under the proxy's prefix), the
-// grant whose token cookie pays for it, the one upstream path it maps to, and how large a
-// request body may be. Routes are fixed at build time; no request input picks an upstream.
+// grant whose token cookie pays for it, the one upstream path it maps to, how large a
+// request body may be and which query parameters pass. Routes are fixed at build time; no
+// request input picks an upstream host, and the only request input in an upstream path is
+// an agent id that matched AgentID.
 type Route struct {
-	Method    string
-	Path      string
-	Grant     token.Grant
+	Method string
+	// Path is a net/http ServeMux pattern path; "{agent_id}" is the one wildcard used.
+	Path  string
+	Grant token.Grant
+	// Upstream is the upstream path; "{agent_id}" is replaced by the checked agent id.
 	Upstream  string
 	BodyLimit int64
 	Kind      Kind
+	// Query lists the query parameters copied upstream, each with how many times it may
+	// appear. Every other parameter (access_token, api_key, cartesia_version, the SDK's
+	// cartesia_client, anything unknown) is dropped.
+	Query map[string]int
 }
+
+// AgentID is what an agent id must look like before it becomes part of an upstream path:
+// no slash, dot, percent sign or anything else that could change the path's meaning.
+//
+// Limitation: any well-formed agent id passes for a user with the agent grant; there is
+// no per-user list of agent ids yet (the users file has no field for one), so which
+// agents a token may call is limited only by what Cartesia's agent grant allows.
+var AgentID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// agentWildcard is the path wildcard holding the agent id, in Path and Upstream.
+const agentWildcard = "agent_id"
 
 // Request body limits per route family.
 const (
 	// ttsBodyLimit fits any realistic transcript plus options; Cartesia documents no cap.
 	ttsBodyLimit = 64 << 10
+	// UploadLimit caps a batch transcription upload. Cartesia accepts up to 2 GB; 25 MiB
+	// is OpenAI's documented limit for the same form (the route's other name) and
+	// about 13 minutes of 16 kHz 16-bit mono WAV, plenty for a page's recordings.
+	UploadLimit = 25 << 20
 )
 
-// Routes is the routing table. Later slices add /tts/sse, /stt, /audio/transcriptions and
-// the WebSocket routes here, each with its grant, upstream path and body limit.
+// sttQuery are the parameters of /stt/websocket: model, audio format and the optional
+// tuning knobs. keyterm repeats; Cartesia takes at most 100 of them.
+var sttQuery = map[string]int{
+	"model": 1, "encoding": 1, "sample_rate": 1, "language": 1, "min_volume": 1,
+	"max_silence_duration_secs": 1, "keyterm": 100,
+}
+
+// turnsQuery are the parameters of /stt/turns/websocket: model, audio format, key terms
+// and the four turn-detection thresholds.
+var turnsQuery = map[string]int{
+	"model": 1, "encoding": 1, "sample_rate": 1, "language": 1, "keyterm": 100,
+	"turn_start_threshold": 1, "turn_eager_end_threshold": 1, "turn_end_threshold": 1,
+	"turn_end_timeout_ms": 1,
+}
+
+// batchQuery are the query parameters of POST /stt (the form carries the rest).
+var batchQuery = map[string]int{"encoding": 1, "sample_rate": 1}
+
+// Routes is the routing table: every Cartesia endpoint that an access token can open.
 func Routes() []Route {
 	return []Route{
-		{
-			Method:    http.MethodPost,
-			Path:      "/tts/bytes",
-			Grant:     token.TTS,
-			Upstream:  "/tts/bytes",
-			BodyLimit: ttsBodyLimit,
-			Kind:      Stream,
-		},
+		{Method: http.MethodPost, Path: "/tts/bytes", Grant: token.TTS,
+			Upstream: "/tts/bytes", BodyLimit: ttsBodyLimit, Kind: Stream},
+		{Method: http.MethodPost, Path: "/tts/sse", Grant: token.TTS,
+			Upstream: "/tts/sse", BodyLimit: ttsBodyLimit, Kind: Events},
+		{Method: http.MethodGet, Path: "/tts/websocket", Grant: token.TTS,
+			Upstream: "/tts/websocket", Kind: WebSocket},
+
+		{Method: http.MethodGet, Path: "/stt/websocket", Grant: token.STT,
+			Upstream: "/stt/websocket", Kind: WebSocket, Query: sttQuery},
+		{Method: http.MethodGet, Path: "/stt/turns/websocket", Grant: token.STT,
+			Upstream: "/stt/turns/websocket", Kind: WebSocket, Query: turnsQuery},
+		{Method: http.MethodPost, Path: "/stt", Grant: token.STT,
+			Upstream: "/stt", BodyLimit: UploadLimit, Kind: Upload, Query: batchQuery},
+		{Method: http.MethodPost, Path: "/audio/transcriptions", Grant: token.STT,
+			Upstream: "/audio/transcriptions", BodyLimit: UploadLimit, Kind: Upload},
+
+		{Method: http.MethodGet, Path: "/agents/stream/{" + agentWildcard + "}",
+			Grant: token.Agent, Upstream: "/agents/stream/{" + agentWildcard + "}",
+			Kind: WebSocket},
 	}
 }

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -46,5 +47,45 @@ func TestParseUpstreamError(t *testing.T) {
 				t.Errorf("got %+v\nwant %+v", *got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseUpstreamErrorRedactsSecretsAndBearerCredentials(t *testing.T) {
+	const secret = "ctok_SECRET_42"
+	h := http.Header{"Cartesia-Request-Id": {"r-" + secret}, "Retry-After": {secret}}
+	long := strings.Repeat("x", maxErrorField-20)
+	body := `{"error_code":"c_` + secret + `","title":"got Bearer ` + secret +
+		`","message":"` + long + secret + `, also bearer abc.DEF-ghi_123/+= and Bearer%20xyz"}`
+
+	got := ParseUpstreamError(401, h, []byte(body), secret)
+	all := fmt.Sprintf("%+v", *got)
+	for _, leak := range []string{secret, "SECRET", "abc.DEF", "xyz"} {
+		if strings.Contains(all, leak) {
+			t.Errorf("%q survived: %s", leak, all)
+		}
+	}
+	if got.Title != "got Bearer [REDACTED]" || got.Code != "c_[REDACTED]" {
+		t.Errorf("title %q code %q", got.Title, got.Code)
+	}
+}
+
+func TestRetryAfterIsSecondsOrAnHTTPDate(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"7", "7"},
+		{"0", "0"},
+		{" 120 ", "120"},
+		{"Wed, 01 Apr 2026 10:00:00 GMT", "Wed, 01 Apr 2026 10:00:00 GMT"},
+		{"Wednesday, 01-Apr-26 10:00:00 GMT", "Wed, 01 Apr 2026 10:00:00 GMT"},
+		{"7  X-Injected: 1", ""},
+		{"-1", ""},
+		{"1.5", ""},
+		{"1e3", ""},
+		{"", ""},
+		{"99999999999999999999", ""},
+	}
+	for _, tt := range tests {
+		if got := CleanRetryAfter(tt.in); got != tt.want {
+			t.Errorf("CleanRetryAfter(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -168,22 +168,34 @@ func (c *Client) TTSBytes(ctx context.Context, req any) ([]byte, error) {
 		return nil, AsError(err, GrantTTS)
 	}
 
+	return withToken(ctx, c, GrantTTS, func() ([]byte, error) {
+		return c.ttsOnce(ctx, body)
+	})
+}
+
+// withToken runs call after checking (and when needed refreshing) grant's token. When the
+// server still rejects the token (401 token_expired or no_token), the token is
+// invalidated, refreshed and call retried once. A second rejection, and any other error,
+// is returned as an *Error.
+func withToken[T any](ctx context.Context, c *Client, grant string,
+	call func() (T, error)) (T, error) {
+	var zero T
 	for attempt := 1; ; attempt++ {
-		if _, err := c.tokens.Ensure(ctx, GrantTTS); err != nil {
-			return nil, AsError(err, GrantTTS)
+		if _, err := c.tokens.Ensure(ctx, grant); err != nil {
+			return zero, AsError(err, grant)
 		}
 
-		audio, err := c.ttsOnce(ctx, body)
+		v, err := call()
 		if err == nil {
-			return audio, nil
+			return v, nil
 		}
 		var e *Error
 		rejected := errors.As(err, &e) && e.Status == 401 &&
 			(e.Code == "token_expired" || e.Code == "no_token")
 		if !rejected || attempt == 2 {
-			return nil, AsError(err, GrantTTS)
+			return zero, AsError(err, grant)
 		}
-		c.tokens.Invalidate(GrantTTS)
+		c.tokens.Invalidate(grant)
 	}
 }
 

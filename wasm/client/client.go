@@ -4,10 +4,13 @@
 // signs in against the voxgate server, keeps each grant's token fresh through the tracker
 // before every call, and calls Cartesia through the server's same-origin proxy.
 //
-// It owns the HTTP surface of the server as seen from the page (paths, the X-CSRF header,
-// JSON bodies, error decoding, the retry after a rejected token). It never sees a token or
-// a cookie value (the browser keeps them, httpOnly) and never touches the DOM or exported
-// JavaScript names; cmd/voxgate does that.
+// It owns the HTTP and WebSocket surface of the server as seen from the page (paths, the
+// X-CSRF header, JSON and multipart bodies, error decoding, the retry after a rejected
+// token, the streams: TTS over SSE and WebSocket, STT over WebSocket and batch, agent
+// calls). Every call and every new connection checks its grant's token first. It never
+// sees a token or a cookie value (the browser keeps them, httpOnly) and never touches the
+// DOM or exported JavaScript names; cmd/voxgate does that. Cartesia's message formats are
+// package cartesia's.
 package client
 
 import (

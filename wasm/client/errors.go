@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/voxgate/voxgate/wasm/cartesia"
 	"github.com/voxgate/voxgate/wasm/tracker"
 )
 
@@ -30,6 +31,21 @@ const (
 
 	// CodeHTTPError: an error status whose body carried no error code.
 	CodeHTTPError = "http_error"
+
+	// CodeWSRefused: a WebSocket could not be opened, also after refreshing the token and
+	// trying once more. Browsers do not tell pages why an upgrade failed.
+	CodeWSRefused = "ws_refused"
+
+	// CodeWSClosed: a WebSocket closed with a code other than 1000 while a stream on it was
+	// still open (1008 "session ended" after a logout, 1006 for a lost connection).
+	CodeWSClosed = "ws_closed"
+
+	// CodeBadEvent: a stream carried an event the client cannot decode.
+	CodeBadEvent = "bad_event"
+
+	// CodeUpstreamError: Cartesia sent an error event on a stream (SSE or WebSocket); the
+	// server uses the same code for the HTTP errors it relays.
+	CodeUpstreamError = "upstream_error"
 )
 
 // Error is every failure the client reports: the server's JSON error, or a client code.
@@ -118,4 +134,23 @@ func AsError(err error, grant string) *Error {
 			RetryAfter: re.RetryAfter, Err: err}
 	}
 	return &Error{Code: CodeNetworkError, Message: err.Error(), Grant: grant, Err: err}
+}
+
+// streamError turns an error event Cartesia sent on a stream into an *Error with code
+// upstream_error (the status is the event's status_code).
+func streamError(e *cartesia.APIError, grant string) *Error {
+	msg := e.Message
+	if e.Title != "" && msg != "" {
+		msg = e.Title + ": " + msg
+	} else if msg == "" {
+		msg = e.Title
+	}
+	return &Error{Code: CodeUpstreamError, Status: e.StatusCode, Message: msg, Grant: grant,
+		Upstream: &Upstream{Status: e.StatusCode, ErrorCode: e.ErrorCode, Title: e.Title,
+			Message: e.Message, RequestID: e.RequestID}, Err: e}
+}
+
+// badEvent reports an event that could not be decoded.
+func badEvent(err error, grant string) *Error {
+	return &Error{Code: CodeBadEvent, Message: err.Error(), Grant: grant, Err: err}
 }

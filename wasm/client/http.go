@@ -18,13 +18,23 @@ import (
 // ends the session.
 func (c *Client) send(ctx context.Context, method, path string, body []byte) (*jsx.Response,
 	error) {
-	header := map[string]string{"X-CSRF": "1"} // required on every cookie-authenticated call
+	req := jsx.Request{Method: method, URL: path, Header: map[string]string{}, Body: body}
 	if body != nil {
-		header["Content-Type"] = "application/json"
+		req.Header["Content-Type"] = "application/json"
 	}
+	return c.do(ctx, req)
+}
 
-	resp, err := jsx.Fetch(ctx, jsx.Request{Method: method, URL: c.base + path, Header: header,
-		Body: body})
+// do sends req (URL relative to the server) with X-CSRF added, like send.
+func (c *Client) do(ctx context.Context, req jsx.Request) (*jsx.Response, error) {
+	method, path := req.Method, req.URL
+	req.URL = c.base + path
+	if req.Header == nil {
+		req.Header = map[string]string{}
+	}
+	req.Header["X-CSRF"] = "1" // required on every cookie-authenticated call
+
+	resp, err := jsx.Fetch(ctx, req)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, &Error{Code: CodeAborted, Message: method + " " + path + ": " + cerr.Error(),

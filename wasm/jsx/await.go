@@ -33,7 +33,7 @@ func Await(ctx context.Context, p safejs.Value) (safejs.Value, error) {
 
 	// The two callbacks are released when the Promise settles, not when ctx ends: a
 	// Promise that settles later would otherwise call a released function.
-	var onFulfilled, onRejected safejs.Func
+	var onFulfilled, onRejected *Func
 	var release sync.Once
 	releaseBoth := func() {
 		release.Do(func() {
@@ -41,7 +41,7 @@ func Await(ctx context.Context, p safejs.Value) (safejs.Value, error) {
 			onRejected.Release()
 		})
 	}
-	onFulfilled, err = safejs.FuncOf(func(_ safejs.Value, args []safejs.Value) any {
+	onFulfilled, err = FuncOf(func(_ safejs.Value, args []safejs.Value) any {
 		settled <- outcome{v: first(args)}
 		releaseBoth()
 		return nil
@@ -49,7 +49,7 @@ func Await(ctx context.Context, p safejs.Value) (safejs.Value, error) {
 	if err != nil {
 		return safejs.Undefined(), fmt.Errorf("jsx: await: %w", err)
 	}
-	onRejected, err = safejs.FuncOf(func(_ safejs.Value, args []safejs.Value) any {
+	onRejected, err = FuncOf(func(_ safejs.Value, args []safejs.Value) any {
 		settled <- outcome{err: errorOf(first(args))}
 		releaseBoth()
 		return nil
@@ -58,7 +58,7 @@ func Await(ctx context.Context, p safejs.Value) (safejs.Value, error) {
 		onFulfilled.Release()
 		return safejs.Undefined(), fmt.Errorf("jsx: await: %w", err)
 	}
-	if _, err := p.Call("then", onFulfilled, onRejected); err != nil {
+	if _, err := p.Call("then", onFulfilled.Value(), onRejected.Value()); err != nil {
 		releaseBoth()
 		return safejs.Undefined(), fmt.Errorf("jsx: await: %w", err)
 	}

@@ -1,8 +1,8 @@
 //go:build js && wasm
 
 // Package jsx is the thin glue between Go and the browser's JavaScript: awaiting Promises
-// from goroutines, handing Go work back to JavaScript as Promises, copying bytes, and a
-// small fetch client.
+// from goroutines, handing Go work back to JavaScript as Promises, copying bytes, Blobs and
+// FormData, Go functions that count themselves until released, and a small fetch client.
 //
 // It owns every call into JavaScript that the wasm client makes, all through
 // github.com/hack-pad/safejs so that a JavaScript exception becomes a Go error instead of

@@ -25,6 +25,10 @@ type Request struct {
 
 	// Body is sent as is when non-nil.
 	Body []byte
+
+	// JSBody, when it is a JavaScript object (a FormData, a Blob), is sent instead of
+	// Body; the browser then sets the Content-Type (for FormData, with its boundary).
+	JSBody safejs.Value
 }
 
 // FetchError is a fetch that got no HTTP answer: a network failure, a CORS refusal, or
@@ -101,7 +105,9 @@ func Fetch(ctx context.Context, req Request) (*Response, error) {
 		"cache":       "no-store",
 		"signal":      signal,
 	}
-	if req.Body != nil {
+	if req.JSBody.Type() == safejs.TypeObject {
+		init["body"] = req.JSBody
+	} else if req.Body != nil {
 		body, err := Uint8Array(req.Body)
 		if err != nil {
 			return fail(err)

@@ -24,7 +24,7 @@ type Valuer interface {
 // Promise itself never blocks, so js.Func callbacks may return its result directly.
 func Promise(fn func() (any, error)) (safejs.Value, error) {
 	var resolve, reject safejs.Value
-	executor, err := safejs.FuncOf(func(_ safejs.Value, args []safejs.Value) any {
+	executor, err := FuncOf(func(_ safejs.Value, args []safejs.Value) any {
 		if len(args) >= 2 {
 			resolve, reject = args[0], args[1]
 		}
@@ -39,7 +39,7 @@ func Promise(fn func() (any, error)) (safejs.Value, error) {
 	if err != nil {
 		return safejs.Undefined(), fmt.Errorf("jsx: promise: %w", err)
 	}
-	p, err := ctor.New(executor)
+	p, err := ctor.New(executor.Value())
 	if err != nil {
 		return safejs.Undefined(), fmt.Errorf("jsx: promise: %w", err)
 	}

@@ -37,13 +37,13 @@ type browser struct {
 }
 
 // newBrowser starts Chromium (skipping or failing like the server when it is missing) and
-// closes it when the test ends.
-func newBrowser(t *testing.T) *browser {
+// closes it when the test ends. extra adds command-line options, such as a fake microphone.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	path := chromiumPath(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+	options := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
 		chromedp.NoSandbox, // root in containers; the page is our own, on loopback
@@ -56,7 +56,8 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(t.TempDir()),
-	)
+	}, extra...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, options...)
 	tctx, cancelTab := chromedp.NewContext(actx)
 	b := &browser{t: t, ctx: tctx}
 	t.Cleanup(func() {

@@ -29,10 +29,11 @@ type page struct {
 	s *server
 }
 
-// openPage loads the demo page (path may carry a query) and waits for the sign-in form.
-func openPage(t *testing.T, s *server, path string) *page {
+// openPage loads the demo page (path may carry a query) and waits for the sign-in form;
+// extra adds browser options.
+func openPage(t *testing.T, s *server, path string, extra ...chromedp.ExecAllocatorOption) *page {
 	t.Helper()
-	p := &page{t: t, b: newBrowser(t), s: s}
+	p := &page{t: t, b: newBrowser(t, extra...), s: s}
 	p.b.do("open the page", chromedp.Navigate(s.URL+path))
 	p.b.waitFor("load the client", `document.body.dataset.app === "signed-out"`, stepTimeout)
 	return p

@@ -7,7 +7,12 @@
 //	EMULATOR_API_KEYS           comma-separated accepted API keys; unset: one random key,
 //	                            printed once on stdout
 //	EMULATOR_PACE / -pace       audio pacing: 0 as fast as possible, 1 real time
+//	TLS_CERT_FILE / -tls-cert   PEM certificate chain: serve https and wss (with the key)
+//	TLS_KEY_FILE / -tls-key     PEM private key for the certificate
 //	-public                     allow a non-loopback listen address
+//
+// TLS exists for clients that insist on wss:// (the official JS SDK's TTS WebSocket does,
+// whatever its base URL says); tests give it a certificate from a CA they make.
 //
 // It prints the URL it listens on, logs one line per request on stderr, and shuts down
 // gracefully on SIGINT or SIGTERM.
@@ -16,6 +21,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -54,8 +60,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	paceText := fs.String("pace", envOr(getenv, "EMULATOR_PACE", "0"),
 		"audio pacing: 0 = as fast as possible, 1 = real time (env EMULATOR_PACE)")
 	public := fs.Bool("public", false, "allow listening on a non-loopback address")
+	certFile := fs.String("tls-cert", getenv("TLS_CERT_FILE"),
+		"PEM certificate chain: serve https (with -tls-key; env TLS_CERT_FILE)")
+	keyFile := fs.String("tls-key", getenv("TLS_KEY_FILE"),
+		"PEM private key for -tls-cert (env TLS_KEY_FILE)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
 	pace, err := strconv.ParseFloat(*paceText, 64)
@@ -65,6 +78,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if !*public && !isLoopback(*addr) {
 		return fmt.Errorf("refusing to listen on %q: it is not a loopback address, and the "+
 			"emulator accepts anyone holding its test keys; pass -public to do it anyway", *addr)
+	}
+
+	tlsConfig, err := loadTLS(*certFile, *keyFile)
+	if err != nil {
+		return err
 	}
 
 	keys, generated := apiKeys(getenv("EMULATOR_API_KEYS"))
@@ -78,6 +96,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	scheme := "http"
+	if tlsConfig != nil {
+		ln, scheme = tls.NewListener(ln, tlsConfig), "https"
+	}
 	srv := &http.Server{
 		Handler:           emu,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -85,12 +107,13 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		// No WriteTimeout: paced audio streams legitimately run for minutes.
 	}
 
-	fmt.Fprintf(stdout, "Cartesia emulator listening on http://%s\n", ln.Addr())
+	fmt.Fprintf(stdout, "Cartesia emulator listening on %s://%s\n", scheme, ln.Addr())
 	if generated {
 		// The only place a key is ever shown; it is not logged.
 		fmt.Fprintf(stdout, "API key (EMULATOR_API_KEYS was unset): %s\n", keys[0])
 	}
-	log.Info("emulator started", "addr", ln.Addr().String(), "keys", len(keys), "pace", pace)
+	log.Info("emulator started", "addr", ln.Addr().String(), "scheme", scheme,
+		"keys", len(keys), "pace", pace)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -114,6 +137,27 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// loadTLS reads the certificate pair, or returns nil when neither file is named. Only
+// HTTP/1.1 is offered, so WebSocket clients always get a plain Upgrade.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("TLS_CERT_FILE and TLS_KEY_FILE (-tls-cert, -tls-key) " +
+			"must be set together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate and key: %w", err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"http/1.1"},
+	}, nil
 }
 
 func envOr(getenv func(string) string, name, fallback string) string {

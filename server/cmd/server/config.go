@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -33,6 +34,11 @@ type config struct {
 	TokenMintRate   int
 	LogFormat       string
 	APIKey          token.APIKey
+
+	// TLSCertFile and TLSKeyFile, both set, make the server speak https itself (PEM files);
+	// PUBLIC_ORIGIN then defaults to https://<bound address>.
+	TLSCertFile string
+	TLSKeyFile  string
 
 	// DemoPassword renders as [REDACTED]; the only place it is ever shown is the stdout
 	// announcement for people.
@@ -110,6 +116,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"token mints per user per minute, bursts of half that (env TOKEN_MINT_RATE)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"),
 		"log format on stderr: text or json (env LOG_FORMAT)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert", env("TLS_CERT_FILE", ""),
+		"PEM certificate chain: serve https (with -tls-key; env TLS_CERT_FILE)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key", env("TLS_KEY_FILE", ""),
+		"PEM private key for -tls-cert (env TLS_KEY_FILE)")
 
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -140,17 +150,55 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		problems = append(problems, fmt.Errorf("LOG_FORMAT %q is neither text nor json",
 			c.LogFormat))
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		problems = append(problems,
+			errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together"))
+	}
 	return c, errors.Join(problems...)
+}
+
+// servesTLS reports whether the server terminates TLS itself.
+func (c config) servesTLS() bool { return c.TLSCertFile != "" }
+
+// scheme is the scheme of the default public origin.
+func (c config) scheme() string {
+	if c.servesTLS() {
+		return "https"
+	}
+	return "http"
+}
+
+// loadTLS reads the certificate pair once at start, so a bad file fails the start rather
+// than the first handshake. Only HTTP/1.1 is offered: browsers then open WebSockets with a
+// plain Upgrade (which the proxy expects), never as HTTP/2 extended CONNECT streams.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS_CERT_FILE/TLS_KEY_FILE: %w", err)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"http/1.1"},
+	}, nil
 }
 
 // checkExposure refuses to listen beyond loopback unless pages are served over https:
 // every cookie is Secure, and browsers only treat plain http as secure for localhost, so
 // a plain-http public address could not keep anyone signed in (and would send passwords
-// in clear text).
-func checkExposure(addr, publicOrigin string) error {
+// in clear text). A server terminating TLS itself (servesTLS) is https already, and then
+// an explicit http:// PUBLIC_ORIGIN is a contradiction wherever it listens.
+func checkExposure(addr, publicOrigin string, servesTLS bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("ADDR %q is not host:port: %w", addr, err)
+	}
+	if servesTLS {
+		if strings.HasPrefix(publicOrigin, "http://") {
+			return fmt.Errorf("PUBLIC_ORIGIN %q is http:// but the server serves TLS: pages "+
+				"come from https://, and the Secure cookies would not match", publicOrigin)
+		}
+		return nil
 	}
 	if isLoopback(host) {
 		return nil
@@ -173,9 +221,10 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// originDefaults fills PUBLIC_ORIGIN from the address actually bound (so port 0 works)
-// and ALLOWED_HOSTS from PUBLIC_ORIGIN, adding localhost:<port> when bound to loopback.
-func originDefaults(publicOrigin string, allowed []string,
+// originDefaults fills PUBLIC_ORIGIN from the scheme served and the address actually bound
+// (so port 0 works) and ALLOWED_HOSTS from PUBLIC_ORIGIN, adding localhost:<port> when
+// bound to loopback.
+func originDefaults(publicOrigin string, allowed []string, scheme string,
 	bound net.Addr) (string, []string, error) {
 	tcp, ok := bound.(*net.TCPAddr)
 	if !ok {
@@ -184,7 +233,7 @@ func originDefaults(publicOrigin string, allowed []string,
 
 	origin := strings.TrimSuffix(publicOrigin, "/")
 	if origin == "" {
-		origin = "http://" + tcp.String()
+		origin = scheme + "://" + tcp.String()
 	}
 	u, err := url.Parse(origin)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||

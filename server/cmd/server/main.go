@@ -4,11 +4,14 @@
 //
 // The Cartesia API key comes only from CARTESIA_API_KEY or CARTESIA_API_KEY_FILE (flags
 // show in process listings). Without a key the built-in emulator is the upstream. Every
-// flag has an environment twin; see the README's Configuration table.
+// flag has an environment twin; see the README's Configuration table. With TLS_CERT_FILE
+// and TLS_KEY_FILE it serves https (HTTP/1.1 only) itself, and PUBLIC_ORIGIN defaults to
+// https://<bound address>; otherwise a TLS terminator in front provides https.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -93,8 +96,16 @@ type app struct {
 
 // start binds the listener, picks the upstream and composes the handler.
 func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, error) {
-	if err := checkExposure(cfg.Addr, cfg.PublicOrigin); err != nil {
+	if err := checkExposure(cfg.Addr, cfg.PublicOrigin, cfg.servesTLS()); err != nil {
 		return nil, err
+	}
+	var tlsConfig *tls.Config
+	if cfg.servesTLS() {
+		c, err := loadTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tlsConfig = c
 	}
 
 	key, err := token.LoadAPIKey(getenv)
@@ -116,7 +127,8 @@ func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, e
 		}
 	}()
 
-	origin, hosts, err := originDefaults(cfg.PublicOrigin, cfg.AllowedHosts, ln.Addr())
+	origin, hosts, err := originDefaults(cfg.PublicOrigin, cfg.AllowedHosts, cfg.scheme(),
+		ln.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +158,11 @@ func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, e
 		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if tlsConfig != nil {
+		// Wrapping the listener (rather than ServeTLS) keeps the one Serve path and
+		// offers exactly the protocols loadTLS chose.
+		a.ln = tls.NewListener(a.ln, tlsConfig)
 	}
 
 	if kind == api.UpstreamEmulator {

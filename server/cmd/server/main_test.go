@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/voxgate/voxgate/scripts/testca"
 	"github.com/voxgate/voxgate/server/token"
 )
 
@@ -82,6 +84,8 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"EMULATOR_PACE": "-1"}, nil, "EMULATOR_PACE"},
 		{nil, []string{"-api-key", "x"}, "api-key"},
 		{nil, []string{"extra"}, "unexpected"},
+		{map[string]string{"TLS_CERT_FILE": "/c.pem"}, nil, "TLS_KEY_FILE"},
+		{nil, []string{"-tls-key", "/k.pem"}, "TLS_CERT_FILE"},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, envOf(tt.env), io.Discard)
@@ -106,13 +110,36 @@ func TestNonLoopbackNeedsAnHTTPSOrigin(t *testing.T) {
 		{"nonsense", "", false},
 	}
 	for _, tt := range tests {
-		err := checkExposure(tt.addr, tt.origin)
+		err := checkExposure(tt.addr, tt.origin, false)
 		if (err == nil) != tt.ok {
 			t.Errorf("checkExposure(%q, %q) = %v, want ok=%v", tt.addr, tt.origin, err, tt.ok)
 		}
 		if err != nil && tt.addr != "nonsense" && !strings.Contains(err.Error(), "Secure") {
 			t.Errorf("error %q does not explain the Secure cookies", err)
 		}
+	}
+}
+
+func TestServingTLSIsHTTPSEverywhere(t *testing.T) {
+	tests := []struct {
+		addr, origin string
+		ok           bool
+	}{
+		{"0.0.0.0:8443", "", true},
+		{"127.0.0.1:0", "", true},
+		{"0.0.0.0:8443", "https://voice.example", true},
+		{"127.0.0.1:0", "http://127.0.0.1:8080", false},
+	}
+	for _, tt := range tests {
+		if err := checkExposure(tt.addr, tt.origin, true); (err == nil) != tt.ok {
+			t.Errorf("checkExposure(%q, %q, tls) = %v, want ok=%v", tt.addr, tt.origin, err, tt.ok)
+		}
+	}
+
+	bound := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}
+	origin, _, err := originDefaults("", nil, "https", bound)
+	if err != nil || origin != "https://127.0.0.1:5555" {
+		t.Errorf("default origin with TLS = %q, %v", origin, err)
 	}
 }
 
@@ -133,14 +160,14 @@ func TestOriginDefaultsComeFromTheBoundAddress(t *testing.T) {
 		{"", []string{"x.example"}, loop, "http://127.0.0.1:5555", []string{"x.example"}},
 	}
 	for _, tt := range tests {
-		origin, hosts, err := originDefaults(tt.origin, tt.allowed, tt.bound)
+		origin, hosts, err := originDefaults(tt.origin, tt.allowed, "http", tt.bound)
 		if err != nil || origin != tt.wantOrigin || !slices.Equal(hosts, tt.wantHosts) {
 			t.Errorf("originDefaults(%q, %v, %v) = %q %v %v, want %q %v", tt.origin, tt.allowed,
 				tt.bound, origin, hosts, err, tt.wantOrigin, tt.wantHosts)
 		}
 	}
 	for _, bad := range []string{"voice.example", "https://voice.example/app", "ftp://x"} {
-		if _, _, err := originDefaults(bad, nil, loop); err == nil {
+		if _, _, err := originDefaults(bad, nil, "http", loop); err == nil {
 			t.Errorf("accepted PUBLIC_ORIGIN %q", bad)
 		}
 	}
@@ -355,6 +382,45 @@ func TestServerWithoutAKeyRunsTheEmulator(t *testing.T) {
 	}
 }
 
+func TestServerWithACertificateServesHTTPSOnly(t *testing.T) {
+	files, err := testca.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := files.Pool()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	base, _, _ := started(t, map[string]string{"DEMO_PASSWORD": "CANARYPW",
+		"TLS_CERT_FILE": files.Cert, "TLS_KEY_FILE": files.Key})
+	if !strings.HasPrefix(base, "https://127.0.0.1:") {
+		t.Fatalf("listening url %q is not https://127.0.0.1:port", base)
+	}
+
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool, NextProtos: []string{"h2", "http/1.1"}},
+		ForceAttemptHTTP2: true,
+	}}
+	resp, err := client.Get(base + "/api/info")
+	if err != nil {
+		t.Fatalf("https request: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 1 {
+		t.Errorf("info over TLS: %d %s, want 200 over HTTP/1.1 (WebSockets need Upgrade)",
+			resp.StatusCode, resp.Proto)
+	}
+
+	plain := "http://" + strings.TrimPrefix(base, "https://")
+	if resp, err := http.Get(plain + "/api/info"); err == nil {
+		defer resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("plain http was answered with 200")
+		}
+	}
+}
+
 func TestStartRefusals(t *testing.T) {
 	tests := []struct {
 		name string
@@ -368,6 +434,8 @@ func TestStartRefusals(t *testing.T) {
 			"ADDR": "127.0.0.1:0"}, "no API key"},
 		{"both key sources", map[string]string{token.EnvAPIKey: canaryKey,
 			token.EnvAPIKeyFile: "/nonexistent", "ADDR": "127.0.0.1:0"}, "both"},
+		{"unreadable certificate", map[string]string{"TLS_CERT_FILE": "/nonexistent.pem",
+			"TLS_KEY_FILE": "/nonexistent-key.pem", "ADDR": "127.0.0.1:0"}, "TLS_CERT_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,315 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+)
+
+// closeMsg is what one leg of a relay is told when the relay ends.
+type closeMsg struct {
+	// code and reason go in the close frame; code 0 drops the leg without a close
+	// handshake (it is dead or unresponsive).
+	code   websocket.StatusCode
+	reason string
+	// done means the leg is already closed (its peer closed, or the library closed it
+	// over a read limit) with code; nothing more is sent.
+	done bool
+}
+
+// logCode is the code the leg ended with, 1006 when it was dropped.
+func (m closeMsg) logCode() int {
+	if m.code == 0 {
+		return int(websocket.StatusAbnormalClosure)
+	}
+	return int(m.code)
+}
+
+// ending is how a relay ends: what each leg is told, and a note for the log.
+type ending struct {
+	client, upstream closeMsg
+	note             string
+}
+
+// Endings the proxy itself decides.
+var (
+	endSessionEnded = ending{
+		client:   closeMsg{code: websocket.StatusPolicyViolation, reason: "session ended"},
+		upstream: closeMsg{code: websocket.StatusNormalClosure, reason: "session ended"},
+		note:     "session_ended",
+	}
+	endIdle = ending{
+		client:   closeMsg{code: websocket.StatusGoingAway, reason: "idle timeout"},
+		upstream: closeMsg{code: websocket.StatusGoingAway, reason: "idle timeout"},
+		note:     "idle_timeout",
+	}
+	endRateExceeded = ending{
+		client:   closeMsg{code: websocket.StatusPolicyViolation, reason: "message rate exceeded"},
+		upstream: closeMsg{code: websocket.StatusGoingAway, reason: "client went away"},
+		note:     "client_rate_exceeded",
+	}
+	endUpstreamSilent = ending{
+		client:   closeMsg{code: websocket.StatusInternalError, reason: "upstream not responding"},
+		upstream: closeMsg{},
+		note:     "upstream_ping_timeout",
+	}
+	endClientSilent = ending{
+		client:   closeMsg{},
+		upstream: closeMsg{code: websocket.StatusGoingAway, reason: "client went away"},
+		note:     "client_ping_timeout",
+	}
+)
+
+// Close codes across the relay. Each leg is told something its peer can act on and that
+// a browser accepts; 1005, 1006 and 1015 are never sent (RFC 6455 7.4.1 reserves them for
+// reporting), and the browser learns only codes the WebSocket API passes to JavaScript.
+//
+// Upstream closed, browser is told (toClient):
+//   - 1000, 1001 and 3000-4999 (Cartesia's own): the same code and reason.
+//   - 1003, 1007, 1008, 1009, 1011, 1012, 1013: the same code and reason; they describe
+//     the session (unacceptable data, policy, a message too big, a server fault, restart,
+//     try later) and browsers deliver them unchanged.
+//   - a close frame with no code (1005): 1000 with no reason.
+//   - anything else (1002 protocol error, 1010, 1014, unassigned codes): 1011 with a
+//     reason naming the upstream code.
+//   - no close frame at all, or an upstream message over the read limit: 1011.
+//
+// Browser closed, upstream is told (toUpstream):
+//   - 1000, 1001 and 3000-4999 (all a page can send): the same code and reason.
+//   - no code (1005): 1000.
+//   - anything else, or the browser vanished: 1001 "client went away".
+//
+// The proxy's own endings: sign-out 1008 "session ended" to the browser (1000 upstream);
+// a client message over the read limit 1009 (sent by the library); the client's message
+// rate exceeded 1008; idle 1001; a dead upstream leg 1011.
+func toClient(code websocket.StatusCode, reason string) closeMsg {
+	reason = cleanReason(reason)
+	switch {
+	case code == websocket.StatusNoStatusRcvd:
+		return closeMsg{code: websocket.StatusNormalClosure}
+	case passToClient[code], code >= 3000 && code <= 4999:
+		return closeMsg{code: code, reason: reason}
+	}
+	return closeMsg{code: websocket.StatusInternalError,
+		reason: fmt.Sprintf("upstream closed with %d", int(code))}
+}
+
+// passToClient are the standard codes relayed unchanged to the browser.
+var passToClient = map[websocket.StatusCode]bool{
+	websocket.StatusNormalClosure: true, websocket.StatusGoingAway: true,
+	websocket.StatusUnsupportedData: true, websocket.StatusInvalidFramePayloadData: true,
+	websocket.StatusPolicyViolation: true, websocket.StatusMessageTooBig: true,
+	websocket.StatusInternalError: true, websocket.StatusServiceRestart: true,
+	websocket.StatusTryAgainLater: true,
+}
+
+func toUpstream(code websocket.StatusCode, reason string) closeMsg {
+	switch {
+	case code == websocket.StatusNoStatusRcvd:
+		return closeMsg{code: websocket.StatusNormalClosure}
+	case code == websocket.StatusNormalClosure, code == websocket.StatusGoingAway,
+		code >= 3000 && code <= 4999:
+		return closeMsg{code: code, reason: cleanReason(reason)}
+	}
+	return closeMsg{code: websocket.StatusGoingAway, reason: "client went away"}
+}
+
+// cleanReason keeps a close reason sendable: valid UTF-8 (browsers fail a connection
+// whose close reason is not) and within the 123 bytes a close frame has room for.
+func cleanReason(s string) string {
+	s = strings.ToValidUTF8(s, "")
+	for len(s) > 123 {
+		s = strings.ToValidUTF8(s[:123], "")
+	}
+	return s
+}
+
+// relay is one browser WebSocket paired with one upstream WebSocket. Two pumps copy
+// messages, one each way, preserving text and binary; the first to stop, or the proxy
+// (sign-out, idle, a failed ping), decides the ending, and run closes both legs.
+type relay struct {
+	p                *Proxy
+	client, upstream *websocket.Conn
+	limits           WebSocketLimits
+	rate             *rate.Limiter
+	idle             *time.Timer
+
+	bytesUp, bytesDown atomic.Int64
+
+	mu   sync.Mutex
+	end  *ending
+	done chan struct{}
+}
+
+func newRelay(p *Proxy, client, upstream *websocket.Conn) *relay {
+	l := p.cfg.WebSocket
+	rl := &relay{p: p, client: client, upstream: upstream, limits: l,
+		rate: rate.NewLimiter(rate.Limit(l.MessageRate), l.MessageBurst),
+		done: make(chan struct{})}
+	rl.idle = time.AfterFunc(l.Idle, func() { rl.stop(endIdle) })
+	return rl
+}
+
+// stop records the relay's ending; the first call wins.
+func (rl *relay) stop(e ending) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if rl.end == nil {
+		rl.end = &e
+		close(rl.done)
+	}
+}
+
+// run relays until the ending is decided, closes both legs (concurrently: each close
+// handshake waits for its own peer) and returns once every goroutine of the pair has
+// exited, so that nothing outlives the handler.
+func (rl *relay) run() ending {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { rl.pump(rl.client, rl.upstream, true) })
+	wg.Go(func() { rl.pump(rl.upstream, rl.client, false) })
+	wg.Go(func() { rl.keepalive(ctx) })
+
+	<-rl.done
+	rl.mu.Lock()
+	e := *rl.end
+	rl.mu.Unlock()
+
+	var closing sync.WaitGroup
+	closing.Go(func() { closeLeg(rl.client, e.client) })
+	closing.Go(func() { closeLeg(rl.upstream, e.upstream) })
+	closing.Wait()
+
+	cancel()
+	rl.idle.Stop()
+	wg.Wait()
+	return e
+}
+
+// closeLeg ends one connection as m says. Close bounds its handshake (5 s to write, 5 s
+// to hear back) and closes the socket in any case.
+func closeLeg(c *websocket.Conn, m closeMsg) {
+	if m.code == 0 || m.done {
+		_ = c.CloseNow()
+		return
+	}
+	_ = c.Close(m.code, m.reason)
+}
+
+// pump copies messages from src to dst until either fails. fromClient says which way it
+// runs, for the read limits' and the rate limit's sake and to decide the ending.
+func (rl *relay) pump(src, dst *websocket.Conn, fromClient bool) {
+	for {
+		// No context: a read ends when its connection is closed, which run does once the
+		// ending is decided. A cancelled read context would close the connection without
+		// the close handshake run is about to perform.
+		typ, msg, err := src.Read(context.Background())
+		if err != nil {
+			rl.stop(readEnded(fromClient, err))
+			return
+		}
+		if fromClient && !rl.rate.AllowN(rl.p.cfg.Now(), 1) {
+			rl.stop(endRateExceeded)
+			return
+		}
+		rl.idle.Reset(rl.limits.Idle)
+
+		ctx, cancel := context.WithTimeout(context.Background(), rl.limits.WriteTimeout)
+		err = dst.Write(ctx, typ, msg)
+		cancel()
+		if err != nil {
+			rl.stop(writeFailed(fromClient))
+			return
+		}
+		if fromClient {
+			rl.bytesUp.Add(int64(len(msg)))
+		} else {
+			rl.bytesDown.Add(int64(len(msg)))
+		}
+	}
+}
+
+// readEnded decides the ending when a read from one leg fails.
+func readEnded(fromClient bool, err error) ending {
+	var ce websocket.CloseError
+	closed := errors.As(err, &ce)
+	tooBig := errors.Is(err, websocket.ErrMessageTooBig)
+
+	if fromClient {
+		gone := closeMsg{code: websocket.StatusGoingAway, reason: "client went away"}
+		switch {
+		case closed:
+			return ending{client: closeMsg{code: ce.Code, done: true},
+				upstream: toUpstream(ce.Code, ce.Reason), note: "client_closed"}
+		case tooBig:
+			return ending{client: closeMsg{code: websocket.StatusMessageTooBig, done: true},
+				upstream: gone, note: "client_message_too_big"}
+		}
+		return ending{upstream: gone, note: "client_gone"}
+	}
+
+	switch {
+	case closed:
+		return ending{upstream: closeMsg{code: ce.Code, done: true},
+			client: toClient(ce.Code, ce.Reason), note: "upstream_closed"}
+	case tooBig:
+		return ending{upstream: closeMsg{code: websocket.StatusMessageTooBig, done: true},
+			client: closeMsg{code: websocket.StatusInternalError,
+				reason: "upstream message too big"},
+			note: "upstream_message_too_big"}
+	}
+	return ending{client: closeMsg{code: websocket.StatusInternalError,
+		reason: "upstream connection lost"}, note: "upstream_gone"}
+}
+
+// writeFailed decides the ending when a write to one leg fails or times out: that leg is
+// dead or has stopped reading.
+func writeFailed(fromClient bool) ending {
+	if fromClient {
+		return ending{client: closeMsg{code: websocket.StatusInternalError,
+			reason: "upstream connection lost"}, note: "upstream_write_failed"}
+	}
+	return ending{upstream: closeMsg{code: websocket.StatusGoingAway,
+		reason: "client went away"}, note: "client_write_failed"}
+}
+
+// keepalive pings both legs every PingInterval until ctx ends. A leg that does not answer
+// within PingTimeout is dead (a half-open TCP connection never reports itself) and ends
+// the relay.
+func (rl *relay) keepalive(ctx context.Context) {
+	t := time.NewTicker(rl.limits.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+
+		pctx, cancel := context.WithTimeout(ctx, rl.limits.PingTimeout)
+		var upErr, clientErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { upErr = rl.upstream.Ping(pctx) })
+		wg.Go(func() { clientErr = rl.client.Ping(pctx) })
+		wg.Wait()
+		cancel()
+
+		switch {
+		case ctx.Err() != nil:
+			return
+		case upErr != nil:
+			rl.stop(endUpstreamSilent)
+			return
+		case clientErr != nil:
+			rl.stop(endClientSilent)
+			return
+		}
+	}
+}

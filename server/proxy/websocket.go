@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/voxgate/voxgate/server/reply"
+	"github.com/voxgate/voxgate/server/session"
+	"github.com/voxgate/voxgate/server/token"
+)
+
+// WebSocketLimits bounds the WebSocket relay. Zero fields take the defaults below.
+type WebSocketLimits struct {
+	// PerUserGrant caps one user's open WebSockets per grant; one more is refused with
+	// 429 rate_limited before any upstream dial.
+	PerUserGrant int
+	// DialTimeout bounds the upstream handshake (TCP, TLS and the HTTP upgrade).
+	DialTimeout time.Duration
+	// ClientReadLimit and UpstreamReadLimit cap one message in each direction. A client
+	// message over the limit closes the client with 1009; an upstream one closes the
+	// client with 1011.
+	ClientReadLimit   int64
+	UpstreamReadLimit int64
+	// MessageRate and MessageBurst bound the client's messages per second.
+	MessageRate  float64
+	MessageBurst int
+	// WriteTimeout bounds one message write to either side, so a peer that stops
+	// reading cannot hold the relay.
+	WriteTimeout time.Duration
+	// PingInterval is how often both legs are pinged; PingTimeout how long a pong may
+	// take before the leg counts as dead (a half-open TCP connection never says so).
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// Idle closes a relay on which no message went either way for this long.
+	Idle time.Duration
+}
+
+// Defaults for WebSocketLimits.
+const (
+	// DefaultWebSocketsPerUserGrant allows a page a few sockets per grant (say a TTS
+	// socket and a reconnect in flight) while bounding what one account can open.
+	DefaultWebSocketsPerUserGrant = 4
+	// DefaultDialTimeout is generous for a TLS handshake plus upgrade.
+	DefaultDialTimeout = 10 * time.Second
+	// DefaultClientReadLimit fits the largest client messages: STT audio frames (100 ms
+	// of 48 kHz float32 is 19 KiB) and agent media_input events (base64 of a few hundred
+	// ms of audio), with room to spare.
+	DefaultClientReadLimit = 256 << 10
+	// DefaultUpstreamReadLimit fits TTS WebSocket chunk events: base64 audio in JSON,
+	// typically tens of KiB.
+	DefaultUpstreamReadLimit = 1 << 20
+	// DefaultMessageRate and DefaultMessageBurst leave room for 10 ms audio frames
+	// (100 a second) and bursts after a stalled tab wakes, and stop floods.
+	DefaultMessageRate  = 100
+	DefaultMessageBurst = 200
+	// DefaultWSWriteTimeout matches the HTTP relay's write timeout.
+	DefaultWSWriteTimeout = DefaultWriteTimeout
+	// DefaultPingInterval and DefaultPingTimeout find a dead leg within a minute.
+	DefaultPingInterval = 30 * time.Second
+	DefaultPingTimeout  = 15 * time.Second
+	// DefaultWSIdle is a backstop beyond every idle limit Cartesia documents (20 s STT,
+	// 3 min agents, 5 min TTS), which close with their own reasons first.
+	DefaultWSIdle = 10 * time.Minute
+)
+
+// retryAfterCap is the Retry-After sent with a refused socket: the cap frees a slot only
+// when one of the user's sockets closes, which the server cannot predict; a few seconds
+// keeps a retrying page from hammering.
+const retryAfterCap = "5"
+
+func (l WebSocketLimits) withDefaults() WebSocketLimits {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if l.PerUserGrant <= 0 {
+		l.PerUserGrant = DefaultWebSocketsPerUserGrant
+	}
+	if l.ClientReadLimit <= 0 {
+		l.ClientReadLimit = DefaultClientReadLimit
+	}
+	if l.UpstreamReadLimit <= 0 {
+		l.UpstreamReadLimit = DefaultUpstreamReadLimit
+	}
+	if l.MessageRate <= 0 {
+		l.MessageRate = DefaultMessageRate
+	}
+	if l.MessageBurst <= 0 {
+		l.MessageBurst = DefaultMessageBurst
+	}
+	def(&l.DialTimeout, DefaultDialTimeout)
+	def(&l.WriteTimeout, DefaultWSWriteTimeout)
+	def(&l.PingInterval, DefaultPingInterval)
+	def(&l.PingTimeout, DefaultPingTimeout)
+	def(&l.Idle, DefaultWSIdle)
+	return l
+}
+
+// serveWebSocket checks an upgrade, dials upstream and relays. Every check happens before
+// the dial, and the dial before the browser's upgrade is accepted, so that every refusal,
+// upstream's included, reaches the browser as a JSON error with its status rather than
+// as a socket that opens and dies.
+func (c *call) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if !c.checkOrigin(w, r) {
+		return
+	}
+
+	sess, tok, ok := c.authorize(w, r)
+	if !ok {
+		return
+	}
+
+	if !c.checkUpgrade(w, r) {
+		return
+	}
+
+	path, ok := c.upstreamPath(w, r)
+	if !ok {
+		return
+	}
+	query, ok := c.upstreamQuery(w, r)
+	if !ok {
+		return
+	}
+
+	release, ok := c.p.streams.acquire(sess.User, c.rt.Grant)
+	if !ok {
+		c.p.cfg.Logger.Warn("security_rejected", "reason", "ws_concurrency_cap",
+			"route", r.URL.Path, "user", sess.User, "grant", string(c.rt.Grant))
+		w.Header().Set("Retry-After", retryAfterCap)
+		c.fail(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf(
+			"too many open %s WebSockets; close one first", c.rt.Grant))
+		return
+	}
+	defer release()
+
+	up, ok := c.dial(w, r, tok, path, query)
+	if !ok {
+		return
+	}
+
+	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OriginPatterns:  c.p.originPatterns,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		// checkUpgrade and checkOrigin admit only what Accept accepts, so this is a
+		// connection that cannot be hijacked; Accept has answered.
+		c.status, c.note = http.StatusInternalServerError, "accept_failed"
+		_ = up.Close(websocket.StatusGoingAway, "client handshake failed")
+		return
+	}
+	c.status = http.StatusSwitchingProtocols
+
+	c.relay(sess.ID, client, up)
+}
+
+// checkOrigin admits an upgrade only from the page's own origin: the Origin header must
+// be present, single and equal to the configured origin byte for byte, and Fetch
+// Metadata, when the browser sends it, must say same-origin and websocket.
+// coder/websocket's own check would admit a missing Origin and any scheme or port on
+// the right host; this one runs first.
+func (c *call) checkOrigin(w http.ResponseWriter, r *http.Request) bool {
+	check := ""
+	origins := r.Header.Values("Origin")
+	switch {
+	case len(origins) == 0:
+		check = "origin_missing"
+	case len(origins) > 1 || c.p.cfg.Origin == "" || origins[0] != c.p.cfg.Origin:
+		check = "origin_mismatch"
+	case r.Header.Get("Sec-Fetch-Site") != "" && r.Header.Get("Sec-Fetch-Site") != "same-origin":
+		check = "sec_fetch_site"
+	case r.Header.Get("Sec-Fetch-Mode") != "" && r.Header.Get("Sec-Fetch-Mode") != "websocket":
+		check = "sec_fetch_mode"
+	}
+	if check == "" {
+		return true
+	}
+
+	c.p.cfg.Logger.Warn("security_rejected", "reason", "ws_origin_rejected", "check", check,
+		"route", r.URL.Path, "remote", r.RemoteAddr)
+	c.fail(w, http.StatusForbidden, "csrf_rejected",
+		"WebSocket upgrades are accepted only from this site's own pages")
+	return false
+}
+
+// checkUpgrade answers a request that is not a well-formed WebSocket upgrade, in our JSON
+// shape, before Accept would answer it in plain text.
+func (c *call) checkUpgrade(w http.ResponseWriter, r *http.Request) bool {
+	if !r.ProtoAtLeast(1, 1) || !headerHasToken(r.Header, "Connection", "upgrade") ||
+		!headerHasToken(r.Header, "Upgrade", "websocket") {
+		w.Header().Set("Upgrade", "websocket")
+		c.fail(w, http.StatusUpgradeRequired, "upgrade_required",
+			"this route is a WebSocket; open it with new WebSocket(url)")
+		return false
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if r.Header.Get("Sec-WebSocket-Version") != "13" || len(keys) != 1 ||
+		!validKey(keys[0]) {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		c.fail(w, http.StatusBadRequest, "bad_request", "malformed WebSocket handshake")
+		return false
+	}
+	return true
+}
+
+// validKey reports whether a Sec-WebSocket-Key is 16 bytes in base64 (RFC 6455 4.1).
+func validKey(k string) bool {
+	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+	return err == nil && len(b) == 16
+}
+
+// headerHasToken reports whether a comma-separated header contains token, ignoring case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// upstreamPath is the route's upstream path with its agent id, if any, checked.
+func (c *call) upstreamPath(w http.ResponseWriter, r *http.Request) (string, bool) {
+	wild := "{" + agentWildcard + "}"
+	if !strings.Contains(c.rt.Upstream, wild) {
+		return c.rt.Upstream, true
+	}
+	id := r.PathValue(agentWildcard)
+	if !AgentID.MatchString(id) {
+		c.fail(w, http.StatusBadRequest, "bad_request",
+			"an agent id is 1 to 128 letters, digits, '_' or '-'")
+		return "", false
+	}
+	return strings.Replace(c.rt.Upstream, wild, id, 1), true
+}
+
+// dial opens the upstream WebSocket with the token in the Authorization header (never in
+// the URL, where it could be logged) and the Cartesia-Version header. A refusal is
+// answered to the browser as a JSON error; the upstream URL and the dial error, which
+// contains it, are never logged.
+func (c *call) dial(w http.ResponseWriter, r *http.Request, tok token.Token, path,
+	query string) (*websocket.Conn, bool) {
+	target := *c.p.upstream
+	target.Path, target.RawQuery = path, query
+
+	ctx, cancel := context.WithTimeout(r.Context(), c.p.cfg.WebSocket.DialTimeout)
+	defer cancel() // the connection does not keep the dial context
+	up, resp, err := websocket.Dial(ctx, target.String(), &websocket.DialOptions{
+		HTTPClient: c.p.cfg.Client,
+		HTTPHeader: http.Header{
+			"Authorization":    {"Bearer " + tok.Value.Reveal()},
+			"Cartesia-Version": {c.p.cfg.Version},
+			"User-Agent":       {"voxgate"},
+		},
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err == nil {
+		if id := resp.Header.Get("Cartesia-Request-Id"); id != "" {
+			w.Header().Set("Cartesia-Request-Id", id)
+		}
+		up.SetReadLimit(c.p.cfg.WebSocket.UpstreamReadLimit)
+		return up, true
+	}
+
+	switch {
+	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
+		c.note = "upstream_refused"
+		c.relayRefusal(w, resp)
+	case resp != nil:
+		c.note = "upstream_bad_handshake"
+		c.fail(w, http.StatusBadGateway, "upstream_error",
+			"the upstream answered the WebSocket handshake wrongly")
+	case r.Context().Err() != nil:
+		c.status, c.note = 499, "client_closed"
+	case errors.Is(err, context.DeadlineExceeded) || token.IsTimeout(err):
+		c.note = "upstream_timeout"
+		c.fail(w, http.StatusGatewayTimeout, "upstream_timeout",
+			"the upstream did not answer in time")
+	default:
+		c.note = "upstream_unavailable"
+		c.fail(w, http.StatusBadGateway, "upstream_unavailable", "the upstream is unreachable")
+	}
+	return nil, false
+}
+
+// relayRefusal answers an upstream handshake refusal: 401, 403 and 429 keep their status
+// and get the codes the client acts on (mint again, give up, wait); anything else is a
+// 502 upstream_error. Upstream's words go in the structured upstream object.
+func (c *call) relayRefusal(w http.ResponseWriter, resp *http.Response) {
+	var raw []byte
+	if resp.Body != nil {
+		raw, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	}
+	ue := token.ParseUpstreamError(resp.StatusCode, resp.Header, raw)
+
+	status, code := http.StatusBadGateway, "upstream_error"
+	if known, ok := upstreamCodes[resp.StatusCode]; ok {
+		status, code = resp.StatusCode, known
+	}
+	if status == http.StatusTooManyRequests && ue.RetryAfter != "" {
+		w.Header().Set("Retry-After", ue.RetryAfter)
+	}
+
+	c.status = status
+	reply.ErrorDetail(w, status, reply.Detail{Code: code,
+		Message: "the upstream refused the WebSocket: " + ue.Error(), Upstream: ue.Reply()})
+}
+
+// relay runs the two connections as a pair until either ends, files the relay under the
+// session so that sign-out can end it, and records how it ended.
+func (c *call) relay(sessionID string, client, up *websocket.Conn) {
+	client.SetReadLimit(c.p.cfg.WebSocket.ClientReadLimit)
+	rl := newRelay(c.p, client, up)
+
+	c.p.streams.track(sessionID, rl)
+	defer c.p.streams.untrack(sessionID, rl)
+
+	// A sign-out between the session check and track would have missed this relay;
+	// look again now that EndSession can find it.
+	if _, err := c.p.cfg.Sessions.Get(sessionID); errors.Is(err, session.ErrNotFound) ||
+		errors.Is(err, session.ErrExpired) {
+		rl.stop(endSessionEnded)
+	}
+
+	end := rl.run()
+	c.closeClient, c.closeUpstream = end.client.logCode(), end.upstream.logCode()
+	c.bytesUp, c.bytesDown = rl.bytesUp.Load(), rl.bytesDown.Load()
+	c.note = end.note
+}
+
+// matchLiteral escapes an origin for coder/websocket's path.Match patterns, so that an
+// IPv6 host's brackets are matched literally.
+func matchLiteral(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
