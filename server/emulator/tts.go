@@ -45,6 +45,26 @@ var (
 	localePattern = regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
 )
 
+// readTTS reads and validates the JSON body of an HTTP TTS request (bytes or SSE), answering
+// the error itself when it fails. The raw object comes back too, for route-specific fields.
+func (c *call) readTTS() (object, *ttsRequest, bool) {
+	body, ok := c.readBody(maxTTSBody)
+	if !ok {
+		return object{}, nil, false
+	}
+	req, perr := parseObject(body)
+	if perr != nil {
+		c.failWith(perr)
+		return object{}, nil, false
+	}
+	t, perr := parseTTS(req)
+	if perr != nil {
+		c.failWith(perr)
+		return object{}, nil, false
+	}
+	return req, t, true
+}
+
 // parseTTS validates the fields every TTS route shares.
 func parseTTS(req object) (*ttsRequest, *apiError) {
 	var t ttsRequest

@@ -242,18 +242,8 @@ func (e *Emulator) registerTTSStreams() {
 // and timestamps events, then done, or an error event if generation fails. Every frame is
 // "event: <type>\ndata: <json>\n\n" and is flushed at once.
 func (e *Emulator) ttsSSE(c *call) {
-	body, ok := c.readBody(maxTTSBody)
+	req, t, ok := c.readTTS()
 	if !ok {
-		return
-	}
-	req, perr := parseObject(body)
-	if perr != nil {
-		c.failWith(perr)
-		return
-	}
-	t, perr := parseTTS(req)
-	if perr != nil {
-		c.failWith(perr)
 		return
 	}
 	opts, perr := parseStreamOptions(req, t)

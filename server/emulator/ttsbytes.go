@@ -20,18 +20,8 @@ const maxTTSBody = 64 << 10
 // Limitation: save:true returns a Cartesia-File-ID header, but the emulator stores
 // nothing; the id cannot be fetched later.
 func (e *Emulator) ttsBytes(c *call) {
-	body, ok := c.readBody(maxTTSBody)
+	req, t, ok := c.readTTS()
 	if !ok {
-		return
-	}
-	req, perr := parseObject(body)
-	if perr != nil {
-		c.failWith(perr)
-		return
-	}
-	t, perr := parseTTS(req)
-	if perr != nil {
-		c.failWith(perr)
 		return
 	}
 	save, _, perr := req.boolean("save")
