@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/voxgate/voxgate/server/proxy"
@@ -44,11 +45,20 @@ var (
 	// refreshes each grant once per token lifetime, and a ceiling on what a stolen session
 	// can cost.
 	DefaultMintLimit = RateLimit{Every: 2 * time.Second, Burst: 15}
-	// DefaultLoginUserLimit slows password guessing against one name to 5 a minute.
-	DefaultLoginUserLimit = RateLimit{Every: 12 * time.Second, Burst: 5}
+	// DefaultLoginPairLimit slows one address guessing one name's password to 5 a
+	// minute, after 5 at once.
+	DefaultLoginPairLimit = RateLimit{Every: 12 * time.Second, Burst: 5}
+	// DefaultLoginUserLimit slows guessing one name's password from many addresses to 10
+	// a minute, after 20 at once. Its burst and rate are larger than the pair limit's, so
+	// one or two addresses can never empty it on their own.
+	DefaultLoginUserLimit = RateLimit{Every: 6 * time.Second, Burst: 20}
 	// DefaultLoginIPLimit slows one address spraying many names to 30 a minute.
 	DefaultLoginIPLimit = RateLimit{Every: 2 * time.Second, Burst: 10}
 )
+
+// DefaultBodyTimeout bounds the arrival of a request body (see Config.BodyTimeout): the
+// few KiB of an API call arrive in well under a second.
+const DefaultBodyTimeout = 10 * time.Second
 
 // DefaultTokenTTL is the token lifetime when neither the request nor the config says:
 // short enough that a leaked token is soon useless, long enough to refresh rarely.
@@ -81,6 +91,9 @@ type Config struct {
 	// WebSocketsPerUserGrant caps each user's open proxied WebSockets per grant; one
 	// more is refused with 429 rate_limited. Zero means proxy.DefaultWebSocketsPerUserGrant.
 	WebSocketsPerUserGrant int
+	// HTTPCallsPerUserGrant caps each user's proxied HTTP calls in flight per grant; one
+	// more is refused with 429 rate_limited. Zero means proxy.DefaultHTTPPerUserGrant.
+	HTTPCallsPerUserGrant int
 
 	// Minter mints tokens with the API key; Sealer seals them into cookies.
 	Minter Minter
@@ -93,11 +106,19 @@ type Config struct {
 	// TokenTTL is the default token lifetime (2 s to 3600 s; zero means 300 s), clamped
 	// to each user's maximum.
 	TokenTTL time.Duration
-	// MintLimit is the per-user mint rate; LoginUserLimit and LoginIPLimit bound sign-in
-	// attempts per user name and per client address. Zero values take the defaults.
+	// MintLimit is the per-user mint rate. Sign-in attempts are bounded per client
+	// address (LoginIPLimit), per user name and address (LoginPairLimit, which refuses)
+	// and per user name (LoginUserLimit, which throttles: see login). Zero values take
+	// the defaults.
 	MintLimit      RateLimit
+	LoginPairLimit RateLimit
 	LoginUserLimit RateLimit
 	LoginIPLimit   RateLimit
+
+	// BodyTimeout bounds how long any request body may take to arrive, on every route
+	// (uploads get proxy.DefaultUploadTimeout as a whole and BodyTimeout per pause); zero
+	// means DefaultBodyTimeout.
+	BodyTimeout time.Duration
 
 	// Static holds index.html, voxgate.js, app.js, style.css, voxgate.d.ts and dist/.
 	Static fs.FS
@@ -109,21 +130,28 @@ type Config struct {
 
 // server is the composed handler and its state.
 type server struct {
-	cfg      Config
-	origin   string
-	hosts    map[string]bool
-	hsts     bool
-	log      *slog.Logger
-	sessions session.Store
-	proxy    *proxy.Proxy
+	cfg    Config
+	origin string
+	// originHost is the host[:port] of origin: pages are only served under it.
+	originHost string
+	hosts      map[string]bool
+	hsts       bool
+	log        *slog.Logger
+	sessions   session.Store
+	proxy      *proxy.Proxy
 	// wsRoutes and uploadRoutes are the mux patterns of the proxy's WebSocket and
 	// multipart routes, which the CSRF and media-type checks treat specially.
 	wsRoutes     map[string]bool
 	uploadRoutes map[string]bool
 
 	mintLimits  *limiter
+	loginByPair *limiter
 	loginByUser *limiter
 	loginByIP   *limiter
+	// knownAddrs remembers, per user name and address key, the last successful sign-in:
+	// such an address is still checked when the name's own bucket is empty.
+	knownAddrs   *lru[time.Time]
+	knownAddrsMu sync.Mutex
 
 	mux *http.ServeMux
 }
@@ -158,10 +186,14 @@ func newServer(cfg Config) (*server, error) {
 			cfg.TokenTTL)
 	}
 	cfg.MintLimit = orDefault(cfg.MintLimit, DefaultMintLimit)
+	cfg.LoginPairLimit = orDefault(cfg.LoginPairLimit, DefaultLoginPairLimit)
 	cfg.LoginUserLimit = orDefault(cfg.LoginUserLimit, DefaultLoginUserLimit)
 	cfg.LoginIPLimit = orDefault(cfg.LoginIPLimit, DefaultLoginIPLimit)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -173,12 +205,15 @@ func newServer(cfg Config) (*server, error) {
 	s := &server{
 		cfg:         cfg,
 		origin:      origin,
+		originHost:  host,
 		hosts:       map[string]bool{},
 		log:         cfg.Logger,
 		sessions:    cfg.Sessions,
-		mintLimits:  newLimiter(cfg.MintLimit, cfg.Now),
-		loginByUser: newLimiter(cfg.LoginUserLimit, cfg.Now),
-		loginByIP:   newLimiter(cfg.LoginIPLimit, cfg.Now),
+		mintLimits:  newLimiter(cfg.MintLimit, cfg.Now, maxLimiterKeys),
+		loginByPair: newLimiter(cfg.LoginPairLimit, cfg.Now, maxLimiterKeys),
+		loginByUser: newLimiter(cfg.LoginUserLimit, cfg.Now, maxLimiterKeys),
+		loginByIP:   newLimiter(cfg.LoginIPLimit, cfg.Now, maxLimiterKeys),
+		knownAddrs:  newLRU[time.Time](maxLimiterKeys),
 	}
 	hosts := cfg.AllowedHosts
 	if len(hosts) == 0 {
@@ -192,15 +227,17 @@ func newServer(cfg Config) (*server, error) {
 	s.hsts = strings.HasPrefix(origin, "https://") && !isLoopbackHost(host)
 
 	s.proxy, err = proxy.New(proxy.Config{
-		Upstream:  cfg.Upstream,
-		Version:   cfg.CartesiaVersion,
-		Origin:    origin,
-		Client:    cfg.UpstreamClient,
-		Sealer:    cfg.Sealer,
-		Sessions:  cfg.Sessions,
-		Logger:    cfg.Logger,
-		Now:       cfg.Now,
-		WebSocket: proxy.WebSocketLimits{PerUserGrant: cfg.WebSocketsPerUserGrant},
+		Upstream:         cfg.Upstream,
+		Version:          cfg.CartesiaVersion,
+		Origin:           origin,
+		Client:           cfg.UpstreamClient,
+		Sealer:           cfg.Sealer,
+		Sessions:         cfg.Sessions,
+		Logger:           cfg.Logger,
+		Now:              cfg.Now,
+		WebSocket:        proxy.WebSocketLimits{PerUserGrant: cfg.WebSocketsPerUserGrant},
+		HTTPPerUserGrant: cfg.HTTPCallsPerUserGrant,
+		BodyTimeout:      cfg.BodyTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -241,16 +278,27 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ServeHTTP runs the middleware chain: security headers on everything, then the Host
-// allowlist, then (for /api/ and /cartesia/) no-store, CSRF and media-type checks, and
-// finally the routes.
+// ServeHTTP runs the middleware chain: the body deadline, security headers on
+// everything, then the Host allowlist, then (for /api/ and /cartesia/) no-store, CSRF
+// and media-type checks, and finally the routes.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w = s.boundBody(w, r)
 	s.securityHeaders(w)
 
 	if !s.hosts[strings.ToLower(r.Host)] {
 		s.reject(r, "host_rejected")
 		reply.Error(w, http.StatusMisdirectedRequest, "host_rejected",
 			"this server does not answer for that host name")
+		return
+	}
+
+	if s.redirectToOrigin(w, r) {
+		return
+	}
+
+	if r.RequestURI == "*" {
+		// "OPTIONS *" asks about the server as a whole; there is nothing to say.
+		notFound(w, r)
 		return
 	}
 
@@ -262,6 +310,23 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mux.ServeHTTP(w, r)
+}
+
+// redirectToOrigin sends page loads on an allowed alias host (http://localhost:8080 when
+// PUBLIC_ORIGIN is http://127.0.0.1:8080) to the public origin. A page on the alias would
+// work for fetch (Sec-Fetch-Site says same-origin) but every WebSocket upgrade from it
+// would be refused, because upgrades must come from exactly PUBLIC_ORIGIN. Health checks
+// and API calls are left alone: load balancers and scripts may use any allowed name.
+func (s *server) redirectToOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if strings.EqualFold(r.Host, s.originHost) || isGuarded(r.URL.Path) ||
+		r.URL.Path == "/healthz" || r.RequestURI == "*" {
+		return false
+	}
+	http.Redirect(w, r, s.origin+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	return true
 }
 
 // reject logs one security_rejected event: the reason, the path and the peer address,

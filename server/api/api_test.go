@@ -446,7 +446,8 @@ func TestSessionTimeouts(t *testing.T) {
 func TestLoginFailuresAndRateLimits(t *testing.T) {
 	h := newHarness(t, func(c *api.Config) {
 		c.LoginUserLimit = api.RateLimit{Every: time.Minute, Burst: 3}
-		c.LoginIPLimit = api.RateLimit{Every: time.Minute, Burst: 10}
+		// Six well-formed attempts; malformed bodies are refused before any bucket.
+		c.LoginIPLimit = api.RateLimit{Every: time.Minute, Burst: 6}
 	})
 	attempt := func(user, pw string) resp {
 		return h.do(req{path: "/api/login",
@@ -483,7 +484,7 @@ func TestLoginFailuresAndRateLimits(t *testing.T) {
 		t.Errorf("bob limited by alice's attempts: %d", r.status)
 	}
 	if r := attempt("bob", "bob-pw"); r.status != 429 {
-		t.Errorf("11th attempt from one address: %d, want 429", r.status)
+		t.Errorf("7th well-formed attempt from one address: %d, want 429", r.status)
 	}
 
 	h.clk.Advance(3 * time.Minute)
@@ -519,6 +520,33 @@ func TestHostAllowlist(t *testing.T) {
 	}
 	if n := len(h.logs.events(t, "security_rejected")); n != 5 {
 		t.Errorf("%d security_rejected events, want one per rejection (5)", n)
+	}
+}
+
+func TestPagesOnAnAliasHostRedirectToThePublicOrigin(t *testing.T) {
+	h := newHarness(t, func(c *api.Config) {
+		c.AllowedHosts = []string{c.PublicOrigin[len("http://"):], "localhost:9"}
+	})
+
+	for _, path := range []string{"/", "/app.js", "/voxgate.wasm?v=1"} {
+		r := h.do(req{method: "GET", path: path, header: map[string]string{"Host": "localhost:9"}})
+		if r.status != http.StatusPermanentRedirect || r.header.Get("Location") != h.origin+path {
+			t.Errorf("GET %s on the alias: %d Location %q, want 308 to %s%s", path, r.status,
+				r.header.Get("Location"), h.origin, path)
+		}
+	}
+
+	// API calls, health checks and the public host itself are served, not redirected.
+	for _, c := range []struct{ path, host string }{
+		{"/api/info", "localhost:9"}, {"/healthz", "localhost:9"}, {"/api/info", ""},
+	} {
+		hdr := map[string]string{}
+		if c.host != "" {
+			hdr["Host"] = c.host
+		}
+		if r := h.do(req{method: "GET", path: c.path, header: hdr}); r.status != 200 {
+			t.Errorf("GET %s (Host %q): %d, want 200", c.path, c.host, r.status)
+		}
 	}
 }
 

@@ -47,6 +47,9 @@ var csrfExempt = map[string]bool{
 	"HEAD /api/info": true,
 }
 
+// csrfHeaders are the request headers checkCSRF reads.
+var csrfHeaders = []string{"Sec-Fetch-Site", "Origin", "X-CSRF"}
+
 // checkCSRF enforces, in order: Sec-Fetch-Site (when the browser sends it) must be
 // same-origin; otherwise Origin (when present) must equal the public origin exactly;
 // and X-CSRF: 1 must be present, which a cross-site form or simple request cannot add
@@ -55,27 +58,45 @@ var csrfExempt = map[string]bool{
 // WebSocket upgrades (GET on a proxied WebSocket route) are the exception to the last
 // rule: browsers cannot add headers to them. The proxy instead requires their Origin to
 // be present and exactly the public origin before it accepts or dials anything.
+//
+// Each of these headers may appear at most once: browsers never repeat them, and with
+// two copies this check and any later reader could disagree about which one counts.
 func (s *server) checkCSRF(w http.ResponseWriter, r *http.Request) bool {
-	reason := ""
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		if site != "same-origin" {
-			reason = "sec_fetch_site"
-		}
-	} else if origin := r.Header.Get("Origin"); origin != "" && origin != s.origin {
-		reason = "origin_mismatch"
-	}
-	if reason == "" && r.Header.Get("X-CSRF") != "1" && !csrfExempt[r.Method+" "+r.URL.Path] &&
-		!s.isWebSocketUpgrade(r) {
-		reason = "missing_x_csrf"
-	}
+	reason := s.csrfFailure(r)
 	if reason == "" {
 		return true
 	}
 
 	s.reject(r, "csrf_rejected", "check", reason)
-	reply.Error(w, http.StatusForbidden, "csrf_rejected",
-		"cross-site or unmarked request refused; send X-CSRF: 1 from the page's own origin")
+	msg := "cross-site or unmarked request refused; send X-CSRF: 1 from the page's own origin"
+	if s.isWebSocketUpgrade(r) {
+		msg = "WebSocket upgrades are accepted only from pages on " + s.origin
+	}
+	reply.Error(w, http.StatusForbidden, "csrf_rejected", msg)
 	return false
+}
+
+// csrfFailure names the check r fails, or returns "" when it passes them all.
+func (s *server) csrfFailure(r *http.Request) string {
+	for _, name := range csrfHeaders {
+		if len(r.Header.Values(name)) > 1 {
+			return "repeated_header"
+		}
+	}
+
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		if site != "same-origin" {
+			return "sec_fetch_site"
+		}
+	} else if origin := r.Header.Get("Origin"); origin != "" && origin != s.origin {
+		return "origin_mismatch"
+	}
+
+	if r.Header.Get("X-CSRF") != "1" && !csrfExempt[r.Method+" "+r.URL.Path] &&
+		!s.isWebSocketUpgrade(r) {
+		return "missing_x_csrf"
+	}
+	return ""
 }
 
 // isWebSocketUpgrade reports whether r is a GET for one of the proxy's WebSocket routes.
