@@ -5,6 +5,9 @@
 #   make test    every test: vet, unit, wasm size, wasm packages under Node, headless Chromium,
 #                the official Cartesia SDK against the emulator and the proxy
 #   make bench   server benchmarks
+#   make soak    the token soak test (not part of make test): 3 minutes of calls of every
+#                kind from two browser tabs with 4 s tokens; writes scripts/soak/RESULTS.md
+#   make fuzz    every Go fuzz target for FUZZTIME each (make test runs only their seeds)
 #
 # Go's build cache already knows when a binary is stale, so the Go targets always ask it;
 # files that feed later steps (the wasm, wasm_exec.js) are only replaced when their bytes
@@ -32,7 +35,7 @@ WEB_FILES := $(wildcard web/*.html web/*.js web/*.css web/*.d.ts)
 SDK_DIR   := scripts/sdk
 SDK_STAMP := $(SDK_DIR)/node_modules/.voxgate-installed
 
-.PHONY: build run test bench vet chromium sdk-deps clean FORCE
+.PHONY: build run test bench soak fuzz vet chromium sdk-deps clean FORCE
 
 build: $(WASM) $(WASM).br $(DIST)/wasm_exec.js bin/server bin/emulator
 
@@ -93,6 +96,21 @@ test: chromium sdk-deps
 
 bench:
 	$(GO) test -run='^$$' -bench=. ./server/...
+
+# SOAK_FLAGS passes options through, e.g. `make soak SOAK_FLAGS="-duration 10m -ttl 2"`
+# (go run ./scripts/soak -h lists them). A failing verdict fails the target.
+SOAK_FLAGS ?=
+
+soak: chromium build
+	$(GO) run ./scripts/soak -server bin/server $(SOAK_FLAGS)
+
+# FUZZTIME is per target; FUZZ narrows the run to targets whose package or name contains it,
+# e.g. `make fuzz FUZZTIME=2m FUZZ=seal`. Failing inputs land in testdata/fuzz/<Target>/.
+FUZZTIME ?= 20s
+FUZZ     ?=
+
+fuzz:
+	scripts/fuzz.sh "$(FUZZTIME)" "$(FUZZ)"
 
 clean:
 	rm -rf bin

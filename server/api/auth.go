@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"time"
 
@@ -27,24 +26,36 @@ func infoOf(s session.Session) sessionInfo {
 	return sessionInfo{User: s.User, Grants: grants, SessionExpiresAt: s.ExpiresAt.UnixMilli()}
 }
 
+// knownAddressTTL is how long a successful sign-in keeps its address known for that
+// user name (see login).
+const knownAddressTTL = 30 * 24 * time.Hour
+
 // login checks a name and password and starts a fresh session. Any session the request
 // already carried is ended first, so an id planted before sign-in never becomes valid
 // (session fixation).
+//
+// Password guessing is throttled, never turned into a lockout of the real user (OWASP's
+// advice; a hard per-name lock lets anyone lock anyone out). The body is checked first,
+// so junk spends no bucket. Then three token buckets, each taken only when the one
+// before allowed the attempt:
+//   - per client address (LoginIPLimit): one address spraying many names;
+//   - per user name and address (LoginPairLimit): one address guessing one name; an
+//     empty bucket refuses, even the right password, so a guesser learns nothing;
+//   - per user name (LoginUserLimit): many addresses guessing one name. An empty bucket
+//     refuses only addresses that have not signed in as that name within
+//     knownAddressTTL; the user's own known addresses are still checked. Its burst and
+//     rate exceed the pair limit's, so no single address can empty it.
+//
+// Limitation: while many addresses keep one name's bucket empty, its user cannot sign in
+// from an address they have not used before. Everyone behind one address (a NAT, or a
+// reverse proxy, since forwarding headers are not trusted) shares the address and pair
+// buckets, and behind a reverse proxy one sign-in makes that address known for everyone.
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
-	remote := clientAddr(r)
-	if ok, wait := s.loginByIP.allow(remote); !ok {
-		s.reject(r, "login_rate_limited", "scope", "address")
-		setRetryAfter(w, wait)
-		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
-			"too many sign-in attempts; try again later")
-		return
-	}
-
 	var in struct {
 		Username *string `json:"username"`
 		Password *string `json:"password"`
 	}
-	if !decodeJSON(w, r, &in) {
+	if !s.decodeJSON(w, r, &in) {
 		return
 	}
 	if in.Username == nil || in.Password == nil || *in.Username == "" || *in.Password == "" {
@@ -52,13 +63,18 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 			`the body must be {"username": "...", "password": "..."}`)
 		return
 	}
-	name := *in.Username
+	name, addr := *in.Username, addressKey(r.RemoteAddr)
 
-	if ok, wait := s.loginByUser.allow(name); !ok {
-		s.reject(r, "login_rate_limited", "scope", "user", "user", logName(name))
-		setRetryAfter(w, wait)
-		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
-			"too many sign-in attempts for this user; try again later")
+	if ok, wait := s.loginByIP.allow(addr); !ok {
+		s.loginLimited(w, r, wait, "address", name)
+		return
+	}
+	if ok, wait := s.loginByPair.allow(name + "\x00" + addr); !ok {
+		s.loginLimited(w, r, wait, "user_address", name)
+		return
+	}
+	if ok, wait := s.loginByUser.allow(name); !ok && !s.isKnownAddress(name, addr) {
+		s.loginLimited(w, r, wait, "user", name)
 		return
 	}
 
@@ -92,10 +108,41 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, newCookie(session.CookieName, sess.ID,
 		sess.AbsoluteExpiry.Sub(s.cfg.Now())))
+	s.rememberAddress(name, addr)
 
 	s.log.Info("login", "user", sess.User, "session", session.Fingerprint(sess.ID),
 		"remote", r.RemoteAddr)
 	reply.JSON(w, http.StatusOK, infoOf(sess))
+}
+
+// loginLimited answers a sign-in refused by the bucket named scope.
+func (s *server) loginLimited(w http.ResponseWriter, r *http.Request, wait time.Duration,
+	scope, name string) {
+	s.reject(r, "login_rate_limited", "scope", scope, "user", logName(name))
+	setRetryAfter(w, wait)
+	reply.Error(w, http.StatusTooManyRequests, "rate_limited",
+		"too many sign-in attempts; try again later")
+}
+
+// isKnownAddress reports whether addr signed in as name within knownAddressTTL.
+func (s *server) isKnownAddress(name, addr string) bool {
+	now := s.cfg.Now()
+	s.knownAddrsMu.Lock()
+	defer s.knownAddrsMu.Unlock()
+	s.knownAddrs.dropOlder(now.Add(-knownAddressTTL))
+	_, ok := s.knownAddrs.get(name+"\x00"+addr, now)
+	return ok
+}
+
+// rememberAddress records a successful sign-in as name from addr.
+//
+// Limitation: the memory is this process's, bounded to the most recent maxLimiterKeys
+// pairs; a restart or a flood of sign-ins to other accounts forgets an address.
+func (s *server) rememberAddress(name, addr string) {
+	now := s.cfg.Now()
+	s.knownAddrsMu.Lock()
+	defer s.knownAddrsMu.Unlock()
+	s.knownAddrs.put(name+"\x00"+addr, now, now)
 }
 
 // logout ends the session (if any), closes the WebSockets it opened through the proxy
@@ -119,6 +166,9 @@ func (s *server) logout(w http.ResponseWriter, r *http.Request) {
 	for _, g := range token.Grants() {
 		http.SetCookie(w, deletionCookie(seal.CookieName(g)))
 	}
+	// Also every cookie of the origin, including any this server does not know by name
+	// (browsers honour it on secure origins, localhost included).
+	w.Header().Set("Clear-Site-Data", `"cookies"`)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -171,19 +221,6 @@ func deletionCookie(name string) *http.Cookie {
 	c := newCookie(name, "", time.Second)
 	c.MaxAge = -1 // net/http writes Max-Age=0
 	return c
-}
-
-// clientAddr is the peer's IP address. Forwarding headers are ignored: any client can
-// write them.
-//
-// Limitation: behind a reverse proxy every client shares the proxy's address, so the
-// per-address sign-in limit then applies to everyone at once.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // logName makes a client-supplied user name safe and short for a log line.

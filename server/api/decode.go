@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/voxgate/voxgate/server/proxy"
@@ -16,21 +19,18 @@ import (
 // maxJSONBody caps every /api request body; the largest legitimate one is a sign-in.
 const maxJSONBody = 4 << 10
 
-// bodyTimeout bounds reading an /api request body: a few KiB arrive in well under a
-// second, and a client trickling bytes must not hold a handler open.
-const bodyTimeout = 10 * time.Second
-
-// errBodyTimeout marks a body that did not arrive within bodyTimeout.
+// errBodyTimeout marks a body that did not arrive within Config.BodyTimeout.
 var errBodyTimeout = errors.New("api: body read timed out")
 
 // errBodyTooLarge marks a body over maxJSONBody.
 var errBodyTooLarge = errors.New("api: body too large")
 
-// decodeJSON reads one JSON object from r into v: at most maxJSONBody bytes, no unknown
-// fields, no repeated keys, nothing after the object. On failure it has already answered
-// 413 body_too_large or 400 bad_request and returns false.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	err := readJSON(w, r, v)
+// decodeJSON reads one JSON object from r into v, a pointer to a struct with json tags:
+// at most maxJSONBody bytes, every key exactly one of v's (encoding/json alone would also
+// take "GRANT" or "ſrant" for "grant"), no key twice, nothing after the object. On
+// failure it has already answered 413 body_too_large or 400 bad_request and returns false.
+func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	err := readJSON(w, r, v, s.cfg.BodyTimeout)
 	switch {
 	case err == nil:
 		return true
@@ -46,8 +46,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return false
 }
 
-func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	raw, err := proxy.ReadBody(w, r, maxJSONBody, bodyTimeout)
+// readJSON reads and decodes the body, which must arrive within timeout.
+func readJSON(w http.ResponseWriter, r *http.Request, v any, timeout time.Duration) error {
+	raw, err := proxy.ReadBody(w, r, maxJSONBody, timeout)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return errBodyTooLarge
@@ -59,15 +60,14 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return errors.New("could not read the request body")
 	}
 
-	if err := checkObjectKeys(raw); err != nil {
+	if err := checkObjectKeys(raw, fieldNames(v)); err != nil {
 		return err
 	}
 
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		// The decoder's message names the field and the expected type, never the value.
-		return fmt.Errorf("invalid request body: %w", err)
+		return decodeError(err)
 	}
 	if dec.More() {
 		return errors.New("invalid request body: data after the JSON object")
@@ -75,10 +75,11 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-// checkObjectKeys insists on a single top-level JSON object whose keys are unique: with a
-// repeated key encoding/json keeps the last value, and a check and its use could then
-// disagree about which one counts.
-func checkObjectKeys(raw []byte) error {
+// checkObjectKeys insists on a single top-level JSON object whose keys are unique and each
+// exactly one of known. With a repeated key encoding/json keeps the last value, and it
+// matches names without regard to case: either way a check and its use could disagree
+// about which value counts.
+func checkObjectKeys(raw []byte, known map[string]bool) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	tok, err := dec.Token()
 	if err != nil || tok != json.Delim('{') {
@@ -92,6 +93,9 @@ func checkObjectKeys(raw []byte) error {
 			return errors.New("the request body is not valid JSON")
 		}
 		key, _ := tok.(string)
+		if !known[key] {
+			return fmt.Errorf("unknown field %q", truncate(key, 32))
+		}
 		if seen[key] {
 			return fmt.Errorf("the field %q appears twice", truncate(key, 32))
 		}
@@ -103,6 +107,58 @@ func checkObjectKeys(raw []byte) error {
 		}
 	}
 	return nil
+}
+
+// fieldNames is the set of JSON names of the fields of the struct v points to.
+func fieldNames(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	names := make(map[string]bool, t.NumField())
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
+}
+
+// decodeError turns a decoding failure into a message in the API's terms: the field and
+// the kind of JSON value it takes, never Go's struct or type names, nor the value sent.
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		return fmt.Errorf("the field %q must be %s", truncate(typeErr.Field, 32),
+			jsonKind(typeErr.Type))
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("the request body is not valid JSON")
+	}
+	return errors.New("the request body does not have the expected fields")
+}
+
+// jsonKind names the JSON value a Go type is decoded from.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
 }
 
 // truncate shortens client text before it is echoed in an error message.

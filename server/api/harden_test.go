@@ -182,7 +182,7 @@ func TestSignInAttackerCannotLockOutAnotherAddress(t *testing.T) {
 // that has signed in as the user before is still checked (throttling, not lockout).
 func TestDistributedGuessingIsThrottledButKnownAddressesGetIn(t *testing.T) {
 	h := newHarness(t, func(c *api.Config) {
-		c.LoginPairLimit = api.RateLimit{Every: time.Minute, Burst: 2}
+		c.LoginPairLimit = api.RateLimit{Every: time.Minute, Burst: 3}
 		c.LoginUserLimit = api.RateLimit{Every: time.Minute, Burst: 5}
 	})
 	if r := h.loginFrom("127.0.0.9", "alice", "alice-pw"); r.status != 200 {

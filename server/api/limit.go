@@ -1,7 +1,9 @@
 package api
 
 import (
+	"container/list"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -14,8 +16,14 @@ import (
 // addresses cannot grow memory without end.
 const maxLimiterKeys = 10_000
 
-// limiter is a token bucket per key (a user name or a client address) on an injectable
-// clock.
+// limiter is a token bucket per key (a user name, a client address, or both) on an
+// injectable clock, in a table of at most maxKeys buckets.
+//
+// A full table evicts its least recently used bucket rather than refuse a new key:
+// refusing would let anyone who fills the table lock every newcomer out. Evicting resets
+// that one key's limit, but only after maxKeys other keys were used since it last was,
+// and each of those requests passed its own limits first; the per-address limit makes
+// that far slower than waiting for the bucket to refill.
 //
 // Limitation: buckets live in this process. Several replicas each allow the full rate, and
 // a restart forgets every bucket; a shared limiter would need a shared store.
@@ -23,26 +31,21 @@ type limiter struct {
 	limit rate.Limit
 	burst int
 	// idle is how long an untouched bucket takes to refill completely; after that it is
-	// indistinguishable from a new one and may be dropped.
+	// indistinguishable from a new one and is dropped.
 	idle time.Duration
 	now  func() time.Time
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets *lru[*rate.Limiter]
 }
 
-type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
-}
-
-func newLimiter(l RateLimit, now func() time.Time) *limiter {
+func newLimiter(l RateLimit, now func() time.Time, maxKeys int) *limiter {
 	return &limiter{
 		limit:   rate.Every(l.Every),
 		burst:   l.Burst,
 		idle:    l.Every * time.Duration(l.Burst),
 		now:     now,
-		buckets: map[string]*bucket{},
+		buckets: newLRU[*rate.Limiter](maxKeys),
 	}
 }
 
@@ -53,36 +56,109 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	b, ok := l.buckets[key]
+	l.buckets.dropOlder(now.Add(-l.idle))
+	b, ok := l.buckets.get(key, now)
 	if !ok {
-		if len(l.buckets) >= maxLimiterKeys {
-			l.dropIdleLocked(now)
-		}
-		if len(l.buckets) >= maxLimiterKeys {
-			// Still full of active keys: refuse rather than forget someone's bucket,
-			// which would reset their limit.
-			return false, l.idle
-		}
-		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
-		l.buckets[key] = b
+		b = rate.NewLimiter(l.limit, l.burst)
+		l.buckets.put(key, b, now)
 	}
-	b.seen = now
 
-	if b.lim.AllowN(now, 1) {
+	if b.AllowN(now, 1) {
 		return true, 0
 	}
-	res := b.lim.ReserveN(now, 1)
+	res := b.ReserveN(now, 1)
 	wait := res.DelayFrom(now)
 	res.CancelAt(now)
 	return false, wait
 }
 
-func (l *limiter) dropIdleLocked(now time.Time) {
-	for k, b := range l.buckets {
-		if now.Sub(b.seen) >= l.idle {
-			delete(l.buckets, k)
-		}
+// size is how many buckets the table holds.
+func (l *limiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buckets.len()
+}
+
+// lru is a table of at most max entries ordered by last use; putting one more evicts the
+// least recently used. It is not safe for concurrent use.
+type lru[V any] struct {
+	max     int
+	order   *list.List // of *lruEntry[V], most recent at the front
+	entries map[string]*list.Element
+}
+
+type lruEntry[V any] struct {
+	key  string
+	val  V
+	used time.Time
+}
+
+func newLRU[V any](max int) *lru[V] {
+	return &lru[V]{max: max, order: list.New(), entries: map[string]*list.Element{}}
+}
+
+// get returns key's value and marks it used at now.
+func (c *lru[V]) get(key string, now time.Time) (V, bool) {
+	el, ok := c.entries[key]
+	if !ok {
+		var zero V
+		return zero, false
 	}
+	e := el.Value.(*lruEntry[V])
+	e.used = now
+	c.order.MoveToFront(el)
+	return e.val, true
+}
+
+// put stores key's value, used at now, evicting the least recently used entry when full.
+func (c *lru[V]) put(key string, v V, now time.Time) {
+	if el, ok := c.entries[key]; ok {
+		e := el.Value.(*lruEntry[V])
+		e.val, e.used = v, now
+		c.order.MoveToFront(el)
+		return
+	}
+	for c.order.Len() >= c.max {
+		c.remove(c.order.Back())
+	}
+	c.entries[key] = c.order.PushFront(&lruEntry[V]{key: key, val: v, used: now})
+}
+
+// dropOlder removes the entries last used at or before t. They sit at the back, so this
+// costs only what it removes.
+func (c *lru[V]) dropOlder(t time.Time) {
+	for el := c.order.Back(); el != nil && !el.Value.(*lruEntry[V]).used.After(t); {
+		prev := el.Prev()
+		c.remove(el)
+		el = prev
+	}
+}
+
+func (c *lru[V]) remove(el *list.Element) {
+	delete(c.entries, el.Value.(*lruEntry[V]).key)
+	c.order.Remove(el)
+}
+
+func (c *lru[V]) len() int { return c.order.Len() }
+
+// addressKey is the rate-limit key of a peer address ("host:port"): the IPv4 address, or
+// the /64 prefix of an IPv6 one. One IPv6 subscriber usually holds a whole /64, so keying
+// on full addresses would hand each client 2^64 fresh buckets. Forwarding headers are
+// ignored: any client can write them.
+func addressKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return host
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4.String()
+	}
+	prefix := &net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}
+	return prefix.String()
 }
 
 // setRetryAfter writes a Retry-After of whole seconds, rounded up, at least 1.

@@ -53,7 +53,7 @@ func TestAddressKeyGroupsIPv6By64(t *testing.T) {
 		{"[2001:db8:1:2:ffff::1]:443", "2001:db8:1:2::/64"},
 		{"[2001:db8:1:3::1]:443", "2001:db8:1:3::/64"},
 		{"[::ffff:198.51.100.1]:80", "198.51.100.1"},
-		{"[::1]:80", "::1/128"},
+		{"[::1]:80", "::/64"},
 		{"not-an-address", "not-an-address"},
 	}
 	for _, tt := range tests {

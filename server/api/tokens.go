@@ -41,7 +41,7 @@ func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var in tokenRequest
-	if !decodeJSON(w, r, &in) {
+	if !s.decodeJSON(w, r, &in) {
 		return
 	}
 	if in.Grant == nil {

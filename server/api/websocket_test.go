@@ -88,12 +88,22 @@ func TestLogoutClosesTheSessionsWebSockets(t *testing.T) {
 	}
 	defer c.CloseNow()
 
+	// One echo first: the relay is filed under its session before it relays anything,
+	// so after it the logout is sure to find the socket (the 101 alone may arrive
+	// before the filing).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); err != nil {
+		t.Fatal(err)
+	}
+
 	if r := h.do(req{path: "/api/logout", cookies: []*http.Cookie{sess}}); r.status != 204 {
 		t.Fatalf("logout %d", r.status)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	_, _, err = c.Read(ctx)
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation ||

@@ -225,7 +225,9 @@ func parseSTTStream(q url.Values) (*sttParams, *apiError) {
 	}
 	if q.Has("max_silence_duration_secs") {
 		v, perr := strconv.ParseFloat(q.Get("max_silence_duration_secs"), 64)
-		if perr != nil || !(v > 0 && v <= 60) {
+		// The duration is checked too: a tiny positive number such as 1e-300 rounds to
+		// no silence at all (found by FuzzSTTQuery).
+		if perr != nil || !(v > 0 && v <= 60) || time.Duration(v*float64(time.Second)) <= 0 {
 			return nil, badRequest("max_silence_duration_secs must be a number of seconds "+
 				"above 0 and at most 60, got %s", quote(q.Get("max_silence_duration_secs")))
 		}

@@ -164,7 +164,8 @@ func TestHTTPConcurrencyCapPerUserAndGrant(t *testing.T) {
 	started.Add(3)
 	for range 3 {
 		done.Go(func() {
-			resp, _ := h.do(h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
+			resp, _ := h.do(h.request(`{}`, h.sessionCookie(),
+				h.tokenCookie(token.TTS, time.Minute)))
 			if resp.StatusCode != 200 {
 				t.Errorf("a call within the cap: %d", resp.StatusCode)
 			}

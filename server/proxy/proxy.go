@@ -44,6 +44,9 @@ const (
 	// DefaultUploadTimeout bounds a whole upload: 25 MiB at 1 Mbit/s takes under 4
 	// minutes.
 	DefaultUploadTimeout = 5 * time.Minute
+	// DefaultHTTPPerUserGrant leaves a page room for a few overlapping syntheses and an
+	// upload or two, and bounds what one account can keep upstream at once.
+	DefaultHTTPPerUserGrant = 8
 )
 
 // maxErrorBody caps how much of an upstream error body is read before answering.
@@ -56,10 +59,10 @@ const copyBuffer = 32 << 10
 // Authorization, X-API-Key), forwarding headers and everything else stay behind.
 var requestHeaders = []string{"Content-Type", "Accept"}
 
-// responseHeaders are the only upstream headers relayed to the client. Set-Cookie, CORS,
-// Location, Server and the rest stay behind.
-var responseHeaders = []string{"Content-Type", "Cartesia-Request-Id", "Cartesia-File-Id",
-	"Retry-After"}
+// responseHeaders are the only upstream headers relayed to the client as they are.
+// Set-Cookie, CORS, Location, Server and the rest stay behind; Content-Type and
+// Retry-After are relayed only after checking (see startResponse).
+var responseHeaders = []string{"Cartesia-Request-Id", "Cartesia-File-Id"}
 
 // Config configures a Proxy.
 type Config struct {
@@ -92,6 +95,10 @@ type Config struct {
 
 	// WebSocket holds the WebSocket relay's limits; zero fields take the defaults.
 	WebSocket WebSocketLimits
+	// HTTPPerUserGrant caps one user's proxied HTTP calls in flight per grant (bodies,
+	// event streams and uploads); one more is refused with 429 rate_limited before
+	// anything reaches upstream. Zero means DefaultHTTPPerUserGrant.
+	HTTPPerUserGrant int
 }
 
 // Proxy relays the routes in Routes. It is safe for concurrent use.
@@ -106,6 +113,8 @@ type Proxy struct {
 	upstream *url.URL
 	cfg      Config
 	streams  *streams
+	// calls counts HTTP calls in flight per user and grant, for HTTPPerUserGrant.
+	calls *slots
 	// originPatterns is Origin for coder/websocket's own origin check, a second layer
 	// behind ours.
 	originPatterns []string
@@ -149,8 +158,13 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	cfg.WebSocket = cfg.WebSocket.withDefaults()
 
+	if cfg.HTTPPerUserGrant <= 0 {
+		cfg.HTTPPerUserGrant = DefaultHTTPPerUserGrant
+	}
+
 	p := &Proxy{upstream: &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg: cfg,
-		streams: newStreams(cfg.WebSocket.PerUserGrant)}
+		streams: newStreams(cfg.WebSocket.PerUserGrant),
+		calls:   newSlots(cfg.HTTPPerUserGrant)}
 	if cfg.Origin != "" {
 		p.originPatterns = []string{matchLiteral(cfg.Origin)}
 	}
@@ -158,6 +172,10 @@ func New(cfg Config) (*Proxy, error) {
 }
 
 // Handler serves one route. The caller registers it under its own prefix and method.
+//
+// Requests that are refused before their body is read leave that body to net/http,
+// which waits for it without a deadline; mount the handler behind a per-request body
+// deadline (package api does) so that a body that never comes cannot hold a connection.
 func (p *Proxy) Handler(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{p: p, rt: rt, start: time.Now(), status: http.StatusOK}
@@ -186,6 +204,9 @@ type call struct {
 	// each leg (1006 when a leg was dropped without a close handshake).
 	closeClient   int
 	closeUpstream int
+	// secret is the access token the call sent upstream, redacted from anything
+	// upstream says back.
+	secret string
 }
 
 // fail answers one of our JSON errors and remembers the status for the log.
@@ -211,10 +232,21 @@ func (c *call) log(r *http.Request) {
 }
 
 func (c *call) serve(w http.ResponseWriter, r *http.Request) {
-	_, tok, ok := c.authorize(w, r)
+	sess, tok, ok := c.authorize(w, r)
 	if !ok {
 		return
 	}
+
+	release, ok := c.p.calls.acquire(sess.User, c.rt.Grant)
+	if !ok {
+		c.p.cfg.Logger.Warn("security_rejected", "reason", "http_concurrency_cap",
+			"route", r.URL.Path, "user", sess.User, "grant", string(c.rt.Grant))
+		w.Header().Set("Retry-After", retryAfterCap)
+		c.fail(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf(
+			"too many %s calls in flight; wait for one to finish", c.rt.Grant))
+		return
+	}
+	defer release()
 
 	query, ok := c.upstreamQuery(w, r)
 	if !ok {
@@ -307,6 +339,7 @@ func (c *call) authorize(w http.ResponseWriter, r *http.Request) (session.Sessio
 			fmt.Sprintf("the %s token has expired", c.rt.Grant))
 		return session.Session{}, token.Token{}, false
 	}
+	c.secret = tok.Value.Reveal()
 	return sess, tok, true
 }
 
@@ -400,7 +433,7 @@ var upstreamCodes = map[int]string{
 // relayError answers an upstream error in our shape, keeping the status.
 func (c *call) relayError(w http.ResponseWriter, resp *http.Response) {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	ue := token.ParseUpstreamError(resp.StatusCode, resp.Header, raw)
+	ue := token.ParseUpstreamError(resp.StatusCode, resp.Header, raw, c.secret)
 
 	code, ok := upstreamCodes[resp.StatusCode]
 	if !ok {
@@ -432,11 +465,20 @@ type downstream struct {
 // startResponse copies the allowlisted headers and the status, flushes them, and arms
 // the idle timer, which cancels the upstream read when nothing arrives for StreamIdle.
 // The caller must call stop.
+//
+// The Content-Type is upstream's only when the route may answer that type (see
+// Route.Types), else application/octet-stream: a success answered as, say, text/html
+// would otherwise be a page of our origin. Retry-After passes only in a valid form.
 func (c *call) startResponse(w http.ResponseWriter, resp *http.Response) *downstream {
 	for _, h := range responseHeaders {
 		if v := resp.Header.Values(h); len(v) > 0 {
 			w.Header()[http.CanonicalHeaderKey(h)] = append([]string(nil), v...)
 		}
+	}
+	w.Header().Set("Content-Type", c.rt.responseType(resp.Header.Values("Content-Type")))
+	if ra := token.CleanRetryAfter(resp.Header.Get("Retry-After")); ra != "" &&
+		len(resp.Header.Values("Retry-After")) == 1 {
+		w.Header().Set("Retry-After", ra)
 	}
 	c.status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"mime"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/voxgate/voxgate/server/token"
 )
@@ -42,6 +44,35 @@ type Route struct {
 	// appear. Every other parameter (access_token, api_key, cartesia_version, the SDK's
 	// cartesia_client, anything unknown) is dropped.
 	Query map[string]int
+	// Types lists the media types a successful answer may carry to the browser; "type/*"
+	// admits a whole family. Any other type is relayed as application/octet-stream.
+	Types []string
+}
+
+// octetStream is the media type of a success whose own type is not on the route's list:
+// bytes that no browser renders or runs.
+const octetStream = "application/octet-stream"
+
+// responseType is the Content-Type relayed for a successful answer that said values.
+// An allowed type keeps its parameters, re-encoded from the parsed form so that nothing
+// malformed passes through.
+func (rt Route) responseType(values []string) string {
+	if len(values) != 1 {
+		return octetStream
+	}
+	mt, params, err := mime.ParseMediaType(values[0])
+	if err != nil {
+		return octetStream
+	}
+	for _, allowed := range rt.Types {
+		family, ok := strings.CutSuffix(allowed, "/*")
+		if mt == allowed || ok && strings.HasPrefix(mt, family+"/") {
+			if out := mime.FormatMediaType(mt, params); out != "" {
+				return out
+			}
+		}
+	}
+	return octetStream
 }
 
 // AgentID is what an agent id must look like before it becomes part of an upstream path:
@@ -83,13 +114,21 @@ var turnsQuery = map[string]int{
 // batchQuery are the query parameters of POST /stt (the form carries the rest).
 var batchQuery = map[string]int{"encoding": 1, "sample_rate": 1}
 
+// Media types each route family answers on success: audio for synthesis, an event
+// stream for SSE, JSON transcripts for batch transcription.
+var (
+	audioTypes = []string{"audio/*", octetStream}
+	eventTypes = []string{"text/event-stream"}
+	jsonTypes  = []string{"application/json"}
+)
+
 // Routes is the routing table: every Cartesia endpoint that an access token can open.
 func Routes() []Route {
 	return []Route{
 		{Method: http.MethodPost, Path: "/tts/bytes", Grant: token.TTS,
-			Upstream: "/tts/bytes", BodyLimit: ttsBodyLimit, Kind: Stream},
+			Upstream: "/tts/bytes", BodyLimit: ttsBodyLimit, Kind: Stream, Types: audioTypes},
 		{Method: http.MethodPost, Path: "/tts/sse", Grant: token.TTS,
-			Upstream: "/tts/sse", BodyLimit: ttsBodyLimit, Kind: Events},
+			Upstream: "/tts/sse", BodyLimit: ttsBodyLimit, Kind: Events, Types: eventTypes},
 		{Method: http.MethodGet, Path: "/tts/websocket", Grant: token.TTS,
 			Upstream: "/tts/websocket", Kind: WebSocket},
 
@@ -98,9 +137,11 @@ func Routes() []Route {
 		{Method: http.MethodGet, Path: "/stt/turns/websocket", Grant: token.STT,
 			Upstream: "/stt/turns/websocket", Kind: WebSocket, Query: turnsQuery},
 		{Method: http.MethodPost, Path: "/stt", Grant: token.STT,
-			Upstream: "/stt", BodyLimit: UploadLimit, Kind: Upload, Query: batchQuery},
+			Upstream: "/stt", BodyLimit: UploadLimit, Kind: Upload, Query: batchQuery,
+			Types: jsonTypes},
 		{Method: http.MethodPost, Path: "/audio/transcriptions", Grant: token.STT,
-			Upstream: "/audio/transcriptions", BodyLimit: UploadLimit, Kind: Upload},
+			Upstream: "/audio/transcriptions", BodyLimit: UploadLimit, Kind: Upload,
+			Types: jsonTypes},
 
 		{Method: http.MethodGet, Path: "/agents/stream/{" + agentWildcard + "}",
 			Grant: token.Agent, Upstream: "/agents/stream/{" + agentWildcard + "}",

@@ -6,16 +6,14 @@ import (
 	"github.com/voxgate/voxgate/server/token"
 )
 
-// streams counts open WebSocket relays per user and grant, for the concurrency cap, and
-// files them by session, so that signing out can end them.
+// slots counts what each user has in flight per grant, for a concurrency cap.
 //
 // Limitation: the counts live in this process; several replicas each allow the full cap.
-type streams struct {
+type slots struct {
 	limit int
 
-	mu        sync.Mutex
-	open      map[streamKey]int
-	bySession map[string]map[*relay]struct{}
+	mu   sync.Mutex
+	open map[streamKey]int
 }
 
 type streamKey struct {
@@ -23,14 +21,13 @@ type streamKey struct {
 	grant token.Grant
 }
 
-func newStreams(limit int) *streams {
-	return &streams{limit: limit, open: map[streamKey]int{},
-		bySession: map[string]map[*relay]struct{}{}}
+func newSlots(limit int) *slots {
+	return &slots{limit: limit, open: map[streamKey]int{}}
 }
 
 // acquire takes one of the user's slots for grant. It reports false when all are taken;
 // otherwise the caller must call release exactly once.
-func (s *streams) acquire(user string, g token.Grant) (release func(), ok bool) {
+func (s *slots) acquire(user string, g token.Grant) (release func(), ok bool) {
 	k := streamKey{user, g}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -49,6 +46,30 @@ func (s *streams) acquire(user string, g token.Grant) (release func(), ok bool) 
 			}
 		})
 	}, true
+}
+
+// total is how many slots are taken across all users and grants.
+func (s *slots) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.open {
+		n += c
+	}
+	return n
+}
+
+// streams counts open WebSocket relays per user and grant, for the concurrency cap, and
+// files them by session, so that signing out can end them.
+type streams struct {
+	*slots
+
+	mu        sync.Mutex
+	bySession map[string]map[*relay]struct{}
+}
+
+func newStreams(limit int) *streams {
+	return &streams{slots: newSlots(limit), bySession: map[string]map[*relay]struct{}{}}
 }
 
 // track files rl under its session until untrack.
@@ -98,11 +119,5 @@ func (p *Proxy) EndSession(sessionID string) int {
 
 // OpenWebSockets reports how many WebSocket relays are open, for tests and metrics.
 func (p *Proxy) OpenWebSockets() int {
-	p.streams.mu.Lock()
-	defer p.streams.mu.Unlock()
-	n := 0
-	for _, c := range p.streams.open {
-		n += c
-	}
-	return n
+	return p.streams.total()
 }

@@ -148,6 +148,9 @@ func (c *call) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The socket outlives this request: lift any read deadline a request-body limit in
+	// front of the proxy set, or the hijacked connection would be cut when it passes.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OriginPatterns:  c.p.originPatterns,
 		CompressionMode: websocket.CompressionDisabled,
@@ -203,9 +206,11 @@ func (c *call) checkUpgrade(w http.ResponseWriter, r *http.Request) bool {
 			"this route is a WebSocket; open it with new WebSocket(url)")
 		return false
 	}
+	// A handshake is a GET without a body; one announcing a body is malformed, and its
+	// body would sit on the connection about to become the socket.
 	keys := r.Header.Values("Sec-WebSocket-Key")
 	if r.Header.Get("Sec-WebSocket-Version") != "13" || len(keys) != 1 ||
-		!validKey(keys[0]) {
+		!validKey(keys[0]) || r.ContentLength != 0 {
 		w.Header().Set("Sec-WebSocket-Version", "13")
 		c.fail(w, http.StatusBadRequest, "bad_request", "malformed WebSocket handshake")
 		return false
@@ -303,7 +308,7 @@ func (c *call) relayRefusal(w http.ResponseWriter, resp *http.Response) {
 	if resp.Body != nil {
 		raw, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	}
-	ue := token.ParseUpstreamError(resp.StatusCode, resp.Header, raw)
+	ue := token.ParseUpstreamError(resp.StatusCode, resp.Header, raw, c.secret)
 
 	status, code := http.StatusBadGateway, "upstream_error"
 	if known, ok := upstreamCodes[resp.StatusCode]; ok {

@@ -85,9 +85,12 @@ func parseUserLine(line string) (User, error) {
 		return User{}, errors.New("want name:bcrypt-hash[:grants[:max_ttl]]")
 	}
 
+	// The name is not echoed: a line that lacks it starts with the hash (found by
+	// FuzzParseUsers), and the error names the line anyway.
 	name := parts[0]
 	if err := checkName(name); err != nil {
-		return User{}, err
+		return User{}, errors.New("the first field is not a user name: 1 to 64 letters, " +
+			"digits and . _ @ - +")
 	}
 
 	hash := []byte(parts[1])
@@ -104,9 +107,13 @@ func parseUserLine(line string) (User, error) {
 		u.Grants = grants
 	}
 	if len(parts) == 4 && parts[3] != "" {
+		// The range is checked on the seconds, before converting: a huge count times
+		// time.Second wraps around and could land inside the range (found by
+		// FuzzParseUsers).
 		secs, err := strconv.Atoi(parts[3])
 		ttl := time.Duration(secs) * time.Second
-		if err != nil || ttl < token.MinTTL || ttl > token.MaxTTL {
+		if err != nil || secs < int(token.MinTTL/time.Second) ||
+			secs > int(token.MaxTTL/time.Second) {
 			return User{}, fmt.Errorf("user %q: max_ttl %q is not whole seconds from %d to %d",
 				name, parts[3], int(token.MinTTL.Seconds()), int(token.MaxTTL.Seconds()))
 		}

@@ -159,7 +159,7 @@ func (m *Minter) Mint(ctx context.Context, grant Grant, ttl time.Duration) (Toke
 		if len(raw) > maxMintResponse {
 			raw = raw[:maxMintResponse]
 		}
-		return Token{}, m.scrubUpstream(ParseUpstreamError(resp.StatusCode, resp.Header, raw))
+		return Token{}, ParseUpstreamError(resp.StatusCode, resp.Header, raw, m.key.v)
 	}
 	if len(raw) > maxMintResponse {
 		return Token{}, errors.New("token: mint: response body over 64 KiB")
@@ -202,15 +202,6 @@ func (m *Minter) scrub(err error) error {
 		return err
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), m.key.v, redacted))
-}
-
-// scrubUpstream removes the key from an upstream error body: an upstream that echoes
-// the credential it rejected must not make us repeat it.
-func (m *Minter) scrubUpstream(e *UpstreamError) *UpstreamError {
-	for _, f := range []*string{&e.Code, &e.Title, &e.Message, &e.RequestID, &e.RetryAfter} {
-		*f = strings.ReplaceAll(*f, m.key.v, redacted)
-	}
-	return e
 }
 
 // NewHTTPClient returns the client used for upstream calls: bounded dial, TLS handshake

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/voxgate/voxgate/server/reply"
 )
@@ -58,8 +61,13 @@ func (e *UpstreamError) Reply() *reply.Upstream {
 
 // ParseUpstreamError reads an upstream error response's status, headers and (already
 // size-limited) body. It never fails: an unparsable body becomes the message text.
-func ParseUpstreamError(status int, h http.Header, body []byte) *UpstreamError {
-	e := &UpstreamError{Status: status, RetryAfter: clean(h.Get("Retry-After"))}
+//
+// secrets are the credentials the request carried (the API key, an access token): an
+// upstream that echoes what it rejected must not make us repeat it, so each one, and any
+// "Bearer <credential>", is replaced by [REDACTED] in every field. Redaction runs before
+// fields are shortened, so a cut can never leave part of a secret behind.
+func ParseUpstreamError(status int, h http.Header, body []byte, secrets ...string) *UpstreamError {
+	e := &UpstreamError{Status: status, RetryAfter: CleanRetryAfter(h.Get("Retry-After"))}
 
 	var structured struct {
 		ErrorCode *string `json:"error_code"`
@@ -92,12 +100,53 @@ func ParseUpstreamError(status int, h http.Header, body []byte) *UpstreamError {
 		e.RequestID = h.Get("X-Request-Id")
 	}
 
-	e.Code, e.Title = clean(e.Code), clean(e.Title)
-	e.Message, e.RequestID = clean(e.Message), clean(e.RequestID)
+	for _, f := range []*string{&e.Code, &e.Title, &e.Message, &e.RequestID} {
+		*f = clean(Redact(*f, secrets...))
+	}
 	return e
 }
 
-// clean drops control characters (no log or header injection) and caps the length.
+// bearerCredential matches an Authorization-style credential in free text: the scheme,
+// then the RFC 6750 token characters, also after a URL-encoded space.
+var bearerCredential = regexp.MustCompile(`(?i)\bbearer(?:\s|%20|\+)+[A-Za-z0-9\-._~+/%]+=*`)
+
+// Redact replaces each secret, and every "Bearer <credential>", in s by [REDACTED].
+func Redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, redacted)
+		}
+	}
+	return bearerCredential.ReplaceAllString(s, "Bearer "+redacted)
+}
+
+// maxRetryAfterSeconds bounds a delay-seconds Retry-After (about 31 years): a longer
+// number is nonsense, and it keeps the value within any client's integer range.
+const maxRetryAfterSeconds = 999_999_999
+
+// CleanRetryAfter returns a Retry-After value in one of its two forms (RFC 9110 10.2.3):
+// whole seconds, or an HTTP date, re-written in the preferred IMF-fixdate format.
+// Anything else yields "", so that upstream cannot make us relay a malformed header.
+func CleanRetryAfter(v string) string {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 || n > maxRetryAfterSeconds || strings.ContainsAny(v, "+-") {
+			return ""
+		}
+		return strconv.Itoa(n)
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return ""
+	}
+	return t.UTC().Format(http.TimeFormat)
+}
+
+// clean drops control characters (no log or header injection), replaces invalid UTF-8
+// and caps the length without cutting a character in two.
 func clean(s string) string {
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -107,7 +156,11 @@ func clean(s string) string {
 	}, s)
 	s = strings.TrimSpace(s)
 	if len(s) > maxErrorField {
-		s = s[:maxErrorField]
+		cut := maxErrorField
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
 	}
 	return s
 }

@@ -158,6 +158,9 @@ func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, e
 		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// net/http's own answer to "OPTIONS *" reads the request body with no deadline;
+		// sent to the handler instead, it gets the body deadline every request gets.
+		DisableGeneralOptionsHandler: true,
 	}
 	if tlsConfig != nil {
 		// Wrapping the listener (rather than ServeTLS) keeps the one Serve path and

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -448,5 +449,29 @@ func TestStartRefusals(t *testing.T) {
 				t.Error("the key was printed")
 			}
 		})
+	}
+}
+
+// TestOptionsAsteriskWithAnUnsentBodyIsAnsweredPromptly: net/http's built-in answer to
+// "OPTIONS *" would wait for the announced body forever; the server's own handler, with
+// its body deadline, answers at once.
+func TestOptionsAsteriskWithAnUnsentBodyIsAnsweredPromptly(t *testing.T) {
+	base, _, _ := started(t, map[string]string{"DEMO_PASSWORD": "CANARYPW"})
+	host := strings.TrimPrefix(base, "http://")
+
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "OPTIONS * HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\n{", host)
+
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	if resp.StatusCode != http.StatusNotFound || !resp.Close {
+		t.Errorf("got %d close=%v, want 404 and a closed connection", resp.StatusCode, resp.Close)
 	}
 }
