@@ -281,7 +281,7 @@ func FuzzTokenRequestBody(f *testing.F) {
 
 // FuzzTokenRequestFields: the documented rule, exactly. bob may mint tts for 2 to 600 s
 // (300 s when expires_in is left out); stt and agent are 403 grant_forbidden; any other
-// grant or lifetime is 400 bad_request.
+// grant or lifetime is 400 bad_request; a body over 4 KiB is 413 body_too_large.
 func FuzzTokenRequestFields(f *testing.F) {
 	f.Add("tts", int64(60), true)
 	f.Add("tts", int64(0), false)
@@ -308,6 +308,11 @@ func FuzzTokenRequestFields(f *testing.F) {
 			wantTTL = time.Duration(expiresIn) * time.Second
 		}
 		switch {
+		case len(body) > 4<<10: // the documented cap on /api/token bodies
+			if rec.Code != http.StatusRequestEntityTooLarge || errorCode(t, rec) != "body_too_large" {
+				t.Fatalf("%d-byte body: %d %s, want 413 body_too_large", len(body), rec.Code,
+					rec.Body)
+			}
 		case grant == "tts" && (!withTTL || expiresIn >= 2 && expiresIn <= 600):
 			if !minted || c.ttl != wantTTL {
 				t.Fatalf("%s: %d %s, want a %v token", body, rec.Code, rec.Body, wantTTL)
