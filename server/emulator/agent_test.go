@@ -275,12 +275,12 @@ func TestAgentCallMustBeginWithStart(t *testing.T) {
 }
 
 func TestAgentClosesAnIdleCall(t *testing.T) {
-	h := streamHarness(t, func(c *Config) { c.AgentIdle = 150 * time.Millisecond })
+	h := streamHarness(t, func(c *Config) { c.AgentIdle = 500 * time.Millisecond })
 	conn, _ := startCall(t, h, "pcm_16000", nil)
 
 	// Each caller event restarts the countdown ...
 	for range 4 {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 		sendJSON(t, conn, obj{"event": "dtmf", "dtmf": "1"})
 		readEvent(t, conn)
 	}

@@ -504,19 +504,19 @@ func TestTTSWebSocketContinuationMustRepeatTheContextFields(t *testing.T) {
 }
 
 func TestTTSWebSocketClosesWhenIdle(t *testing.T) {
-	h := streamHarness(t, func(c *Config) { c.TTSIdle = 150 * time.Millisecond })
+	h := streamHarness(t, func(c *Config) { c.TTSIdle = 500 * time.Millisecond })
 	conn := h.mustOpen("/tts/websocket", nil)
 
 	// Activity keeps it open past the idle time ...
 	for range 4 {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 		sendJSON(t, conn, wsInput("i", "", obj{"continue": true}))
 	}
 	// ... and silence closes it.
 	start := time.Now()
 	wantClose(t, conn, websocket.StatusNormalClosure, "connection idle timeout")
-	if waited := time.Since(start); waited < 100*time.Millisecond {
-		t.Errorf("closed %v after the last message; the idle time is 150ms", waited)
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Errorf("closed %v after the last message; the idle time is 500ms", waited)
 	}
 }
 
