@@ -90,9 +90,12 @@ func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
 			"the upstream token does not fit in a cookie")
 		return
 	}
-	http.SetCookie(w, newCookie(seal.CookieName(grant), value, ttl))
+	// What the token really has left (the minter takes off what Cartesia's whole-second
+	// expiry may cost), in whole seconds rounded down: the cookie and the client's
+	// tracker must both give up on the token before Cartesia does.
+	secs := max(int(tok.ExpiresAt.Sub(s.cfg.Now())/time.Second), 1)
+	http.SetCookie(w, newCookie(seal.CookieName(grant), value, time.Duration(secs)*time.Second))
 
-	secs := int(ttl / time.Second)
 	s.log.Info("token_minted", "user", sess.User, "grant", string(grant), "ttl_s", secs,
 		"session", session.Fingerprint(sess.ID))
 	reply.JSON(w, http.StatusOK, tokenInfo{

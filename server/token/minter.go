@@ -175,8 +175,16 @@ func (m *Minter) Mint(ctx context.Context, grant Grant, ttl time.Duration) (Toke
 		return Token{}, err
 	}
 
-	return Token{Value: NewValue(out.Token), Grant: grant, ExpiresAt: started.Add(ttl)}, nil
+	expires := started.Add(ttl - ExpiryResolution)
+	return Token{Value: NewValue(out.Token), Grant: grant, ExpiresAt: expires}, nil
 }
+
+// ExpiryResolution is taken off every token's lifetime. Cartesia's tokens are JWTs whose
+// iat and exp are whole seconds: exp is the issue second rounded down plus expires_in, so
+// a token dies up to one second before "issued + expires_in". Our clock and Cartesia's
+// cannot be compared finely enough to know the fraction, so the whole second is assumed
+// lost; a client that counts on the full lifetime would send dead tokens near the end.
+const ExpiryResolution = time.Second
 
 // checkTokenText refuses token text that could not travel in a header or a cookie.
 func checkTokenText(t string) error {
