@@ -38,14 +38,19 @@ let downloadURL = null;
 let tickTimer = 0;
 const tokenRows = new Map();
 
-// DemoError is a page-side failure (bad input, undecodable audio) shown like a server error.
+// DemoError is a page-side failure (bad input, undecodable audio) shown like a server error;
+// one about an input names its field, and is shown next to it.
 class DemoError extends Error {
-  constructor(code, message) {
+  constructor(code, message, field = "") {
     super(message);
     this.name = "DemoError";
     this.code = code;
+    this.field = field;
   }
 }
+
+// VOICE_ID is the shape of a Cartesia voice id (a UUID), checked before a custom one is sent.
+const VOICE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 // ---------------------------------------------------------------------------------------------
 // Start-up and sign-in
@@ -65,7 +70,8 @@ async function start() {
     return;
   }
   demo.client = client;
-  for (const type of ["refresh", "refresherror", "expiring", "expired", "sessionend"]) {
+  for (const type of ["refresh", "refresherror", "expiring", "expired", "sessionend",
+    "streamend"]) {
     client.addEventListener(type, (event) => onTokenEvent(type, event.detail ?? {}));
   }
 
@@ -73,6 +79,7 @@ async function start() {
     const info = await client.info();
     $("emulator-banner").hidden = info.upstream !== "emulator";
     setUpstream(info.upstream);
+    if (info.upstream === "emulator") disableMP3();
     $("upstream-name").textContent =
       info.upstream === "emulator" ? "offline emulator" : "Cartesia API";
   } catch (err) {
@@ -92,7 +99,7 @@ async function start() {
 
 function wireForms() {
   wireTabs();
-  wirePanels({ demo, audioContext, showAlert });
+  wirePanels({ demo, audioContext, showAlert, showInvalid, clearInvalid });
   $("signin-form").addEventListener("submit", onSignIn);
   $("signout").addEventListener("click", onSignOut);
   $("speak-form").addEventListener("submit", onSpeak);
@@ -107,6 +114,7 @@ function wireForms() {
     const custom = $("voice").value === "custom";
     $("custom-voice-field").hidden = !custom;
     if (custom) $("custom-voice").focus();
+    else clearInvalid("custom-voice");
   });
   $("log-clear").addEventListener("click", () => {
     $("refresh-log").replaceChildren();
@@ -164,8 +172,11 @@ function showSignedIn(s) {
   show("signout");
 
   const until = s.session_expires_at ? new Date(s.session_expires_at) : null;
-  $("account-status").textContent = `Signed in as ${s.user}`;
-  $("account-status").title = until ? `Session until ${until.toLocaleString()}` : "";
+  $("account-status").replaceChildren(
+    el("span", "account-prefix", "Signed in as "), el("span", "account-user", s.user));
+  // The tooltip keeps the whole sentence: a phone shows only the user's name.
+  $("account-status").title = `Signed in as ${s.user}` +
+    (until ? ` · session until ${until.toLocaleString()}` : "");
 
   buildTokenRows(new Set(s.grants ?? []));
   clearInterval(tickTimer);
@@ -189,6 +200,16 @@ function showSignedOut(notice) {
   $("signin-notice").textContent = notice ?? "";
   $("signin-notice").hidden = !notice;
   $($("username").value ? "password" : "username").focus();
+}
+
+// disableMP3 greys out the MP3 output option: the emulator answers it with an error (it has
+// no MP3 encoder). The option stays in the list, with a note, so the choice is not a mystery.
+function disableMP3() {
+  for (const option of $("format").options) {
+    if (!option.value.startsWith("mp3:")) continue;
+    option.disabled = true;
+    option.textContent += " (not in the emulator)";
+  }
 }
 
 function showRefreshMode() {
@@ -263,10 +284,21 @@ function audioContext() {
 }
 
 function buildRequest() {
+  const transcript = $("transcript").value;
+  if (!transcript.trim()) {
+    throw new DemoError("missing_text", "Type some text to speak.", "transcript");
+  }
+
   let voice = $("voice").value;
   if (voice === "custom") {
     voice = $("custom-voice").value.trim();
-    if (!voice) throw new DemoError("missing_voice", "Enter a voice id or pick a voice.");
+    if (!voice) {
+      throw new DemoError("missing_voice", "Enter a voice id or pick a voice.", "custom-voice");
+    }
+    if (!VOICE_ID.test(voice)) {
+      throw new DemoError("invalid_voice_id",
+        "This is not a UUID: check the voice id (36 characters, 8-4-4-4-12).", "custom-voice");
+    }
   }
 
   const [container, a, b] = $("format").value.split(":");
@@ -277,7 +309,7 @@ function buildRequest() {
 
   return {
     model_id: $("model").value,
-    transcript: $("transcript").value,
+    transcript,
     voice: { mode: "id", id: voice },
     output_format: outputFormat,
     language: $("language").value,
@@ -290,6 +322,8 @@ async function speak(context, request) {
   setSpeakState("speaking", "Speaking…");
   demo.lastError = null;
   hide("speak-error");
+  clearInvalid("transcript");
+  clearInvalid("custom-voice");
   $("speak").disabled = true;
   stopPlayback();
 
@@ -312,8 +346,25 @@ async function speak(context, request) {
 
 function failSpeak(err) {
   demo.lastError = err;
+  clearResult();
+  if (err?.field) {
+    showInvalid(err.field, err.message);
+    setSpeakState("error", "Check the form");
+    return;
+  }
   showAlert("speak-error", err);
   setSpeakState("error", "Failed");
+}
+
+// clearResult hides the last result and drops its "Save audio" link: after a failure they
+// would describe audio that is not what the form asked for.
+function clearResult() {
+  hide("speak-result");
+  const link = $("result-download");
+  link.hidden = true;
+  link.removeAttribute("href");
+  if (downloadURL) URL.revokeObjectURL(downloadURL);
+  downloadURL = null;
 }
 
 function setSpeakState(state, label) {
@@ -350,6 +401,8 @@ function stopPlayback() {
   }
   $("stop").disabled = true;
   $("speak-panel").dataset.playback = "stopped";
+  // The ended handler ignores a source that is no longer playing, so the label is set here.
+  if ($("speak-panel").dataset.state === "played") $("speak-status").textContent = "Stopped";
 }
 
 function showResult(bytes, buffer, format, elapsedMs) {
@@ -427,7 +480,9 @@ function buildTokenRows(granted) {
     const lifetime = fact("Lifetime");
     const margin = fact("Margin", "Refreshed this long before it expires");
     const refreshes = fact("Refreshes");
-    const skew = fact("Offset", "The server's clock minus this computer's clock");
+    const skew = fact("Offset",
+      "The server's clock minus this browser's clock. Information only: expiry never " +
+      "depends on it (see the note below the tokens).");
 
     const foot = el("div", "token-foot");
     const error = el("span", "token-error small");
@@ -549,11 +604,16 @@ function logText(type, detail) {
     case "refresherror":
       return [reason, detail.error ? describe(detail.error).text : ""].filter(Boolean).join(" · ");
     case "expiring":
-      return "entered the safety margin";
+      return refreshOnDemand
+        ? "entered its margin: the next call refreshes it first"
+        : "entered its margin: refreshing ahead of expiry";
     case "expired":
       return "token lifetime ran out";
     case "sessionend":
       return reason || "signed out";
+    case "streamend":
+      return `socket closed: ${detail.kind === "expired" ? "token expired" : "session ended"}` +
+        (reason ? ` · ${reason}` : "");
     default:
       return reason;
   }
@@ -572,6 +632,24 @@ function showAlert(id, err) {
   if (detail) box.append(el("div", "alert-detail", detail));
   box.dataset.code = code;
   box.hidden = false;
+}
+
+// showInvalid shows a page-side input error under its field (the element "<id>-invalid")
+// and marks the field invalid; editing the field clears it.
+function showInvalid(fieldId, message) {
+  const field = $(fieldId);
+  const note = $(`${fieldId}-invalid`);
+  note.textContent = message;
+  note.hidden = false;
+  field.setAttribute("aria-invalid", "true");
+  field.setAttribute("aria-describedby", note.id);
+  field.addEventListener("input", () => clearInvalid(fieldId), { once: true });
+  field.focus();
+}
+
+function clearInvalid(fieldId) {
+  $(fieldId).removeAttribute("aria-invalid");
+  $(`${fieldId}-invalid`).hidden = true;
 }
 
 // describe turns any failure into a code, a sentence and optional upstream details.

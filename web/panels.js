@@ -36,10 +36,17 @@ const AGENT_FORMATS = {
 
 const AGENT_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
+// REPLY_GAP_MS is how long without agent audio ends one reply in the call's event log: the
+// agent streams each reply as many short media frames, and the log shows one line per reply.
+const REPLY_GAP_MS = 700;
+
+// SAMPLE_SIZE is the bytes per sample of the agent's audio encodings.
+const SAMPLE_SIZE = { pcm_s16le: 2, pcm_mulaw: 1 };
+
 // MAX_UPLOAD is the server's cap on a batch STT upload (the proxy answers 413 above it).
 const MAX_UPLOAD = 25 * 1024 * 1024;
 
-// deps are app.js's shared pieces: {demo, audioContext, showAlert}.
+// deps are app.js's shared pieces: {demo, audioContext, showAlert, showInvalid, clearInvalid}.
 let deps = null;
 let emulator = false;
 
@@ -59,6 +66,8 @@ class PageError extends Error {
  * hears the agent's own tones and answers them; use headphones against the emulator. */
 export function setUpstream(upstream) {
   emulator = upstream === "emulator";
+  $("transcribe-file-name").textContent = fileHint();
+  if (emulator) $("transcribe-file").accept = "audio/wav,audio/x-wav,.wav";
 }
 
 /** wirePanels attaches every panel's handlers once the client is loaded. */
@@ -122,6 +131,14 @@ function fail(name, err, record) {
 
 function clearError(name) {
   $(`${name}-error`).hidden = true;
+}
+
+// invalid reports a page-side input error next to its field instead of in the alert box.
+function invalid(name, fieldId, err, record) {
+  if (record) record.error = { code: err.code, message: err.message };
+  deps.demo.lastError = err;
+  deps.showInvalid(fieldId, err.message);
+  setState(name, "error", "Check the form");
 }
 
 // attempt calls fn and always returns a promise: a client method that throws at once (a bad
@@ -218,6 +235,7 @@ function onStream(event) {
   event.preventDefault();
   const context = deps.audioContext(); // inside the click: see app.js onSpeak
   clearError("stream");
+  deps.clearInvalid("stream-text");
   stopStream("replaced");
 
   const [container, encoding, rate] = $("stream-format").value.split(":");
@@ -230,7 +248,8 @@ function onStream(event) {
   };
   deps.demo.stream = record;
   if (!transcript.trim()) {
-    fail("stream", new PageError("missing_text", "Type something to stream."), record);
+    invalid("stream", "stream-text", new PageError("missing_text", "Type some text to stream."),
+      record);
     return;
   }
 
@@ -763,7 +782,8 @@ function deviceText(mic, format) {
 // ---------------------------------------------------------------------------------------------
 // Turns: WSS /stt/turns/websocket from the microphone.
 //
-// voxgateDemo.turns = {run, events: string[], turns: [{state, transcript}], complete, error}
+// voxgateDemo.turns = {run, options (what client.stt.turns was given), events: string[],
+//   turns: [{state, transcript}], complete, error}
 
 let turning = null;
 
@@ -775,10 +795,28 @@ function wireTurns() {
 async function onTurnsStart() {
   const context = deps.audioContext();
   clearError("turns");
+  $("turns-advanced-invalid").hidden = true;
   stopTurns();
   const run = nextRun("turns");
-  const record = { run, events: [], turns: [], complete: false, error: null };
+  const options = {
+    model: $("turns-model").value,
+    encoding: STT_FORMAT.encoding,
+    sample_rate: STT_FORMAT.sampleRate,
+  };
+  const record = { run, options, events: [], turns: [], complete: false, error: null };
   deps.demo.turns = record;
+  try {
+    Object.assign(options, turnThresholds());
+  } catch (err) {
+    record.error = { code: err.code, message: err.message };
+    deps.demo.lastError = err;
+    $("turns-advanced").open = true;
+    $("turns-advanced-invalid").textContent = err.message;
+    $("turns-advanced-invalid").hidden = false;
+    setState("turns", "error", "Check the form");
+    return;
+  }
+
   const session = { record, socket: null, capture: null, stopping: false };
   turning = session;
   $("turn-list").replaceChildren();
@@ -786,11 +824,7 @@ async function onTurnsStart() {
   setState("turns", "starting", "Opening the microphone…");
   setTurnsButtons(true);
 
-  const opening = attempt(() => deps.demo.client.stt.turns({
-    model: "ink-2",
-    encoding: STT_FORMAT.encoding,
-    sample_rate: STT_FORMAT.sampleRate,
-  }));
+  const opening = attempt(() => deps.demo.client.stt.turns(options));
   opening.catch(() => {});
   try {
     session.capture = await startMicrophone(context, STT_FORMAT, { levelFill: $("turns-level") });
@@ -832,6 +866,35 @@ async function readTurns(session) {
     setTurnsButtons(false);
     $("turns-level").style.width = "0%";
   }
+}
+
+// turnThresholds reads the advanced turn-detection fields: only values changed from the
+// default shown are sent, so an untouched form keeps whatever default the server applies.
+// A value outside its documented range throws a PageError naming the field.
+function turnThresholds() {
+  const out = {};
+  for (const input of document.querySelectorAll("#turns-advanced input[data-param]")) {
+    input.removeAttribute("aria-invalid");
+    // A number field reads "" for text that is not a number: badInput tells it from empty.
+    const text = input.value.trim();
+    const unreadable = input.validity.badInput;
+    if (!unreadable && (text === "" || Number(text) === Number(input.dataset.default))) continue;
+
+    const value = Number(text);
+    const min = Number(input.min);
+    const max = Number(input.max);
+    const integer = input.dataset.integer === "true";
+    if (unreadable || !Number.isFinite(value) || value < min || value > max ||
+      (integer && !Number.isInteger(value))) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      const name = input.closest(".field").querySelector(".field-label").textContent;
+      throw new PageError("invalid_threshold",
+        `${name} must be ${integer ? "a whole number" : "a number"} from ${min} to ${max}.`);
+    }
+    out[input.dataset.param] = value;
+  }
+  return out;
 }
 
 // TURN_LABELS are the words each turn state shows on its card.
@@ -954,7 +1017,7 @@ function onFileChosen() {
   $("transcribe-submit").disabled = !file;
   $("transcribe-file-name").textContent = file
     ? `${file.name} · ${formatSize(file.size)}`
-    : "WAV, MP3, FLAC, OGG, WebM or M4A, up to 25 MiB";
+    : fileHint();
   $("transcribe-drop").classList.toggle("drop-chosen", Boolean(file));
 }
 
@@ -1019,6 +1082,15 @@ function showTranscription(result, elapsedMs) {
   $("transcribe-result").hidden = false;
 }
 
+// fileHint is the drop zone's hint when no file is chosen. The emulator decodes WAV and raw
+// PCM only, and raw PCM needs its encoding and rate as query parameters, which this panel
+// does not send: through the page the emulator reads WAV files.
+function fileHint() {
+  return emulator
+    ? "The offline emulator reads WAV audio only (no MP3, FLAC, OGG, WebM or M4A), up to 25 MiB"
+    : "WAV, MP3, FLAC, OGG, WebM or M4A, up to 25 MiB";
+}
+
 function formatSize(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
@@ -1068,7 +1140,9 @@ async function onCall(event) {
   }
 
   const player = new StreamPlayer(context, format);
-  const session = { record, player, call: null, capture: null, ended: false, timer: 0 };
+  const session = {
+    record, player, format, call: null, capture: null, ended: false, timer: 0, reply: null,
+  };
   calling = session;
   setState("agent", "connecting", "Calling…");
   setCallButtons(true);
@@ -1121,10 +1195,12 @@ async function readAgent(session) {
         case "media":
           record.media.push(event.audio);
           player.push(event.audio);
+          noteReply(session, event.audio);
           break;
         case "clear":
           record.clears++;
           player.clear();
+          endReply(session, "cut short");
           logAgent("clear", "you spoke over the agent: playback stopped");
           break;
         case "dtmf":
@@ -1180,7 +1256,39 @@ function hangUp() {
   setState("agent", "ended", "Call ended");
 }
 
+// noteReply adds a media frame to the reply being logged, or starts a new log line for it.
+function noteReply(session, bytes) {
+  let reply = session.reply;
+  if (!reply) {
+    reply = { bytes: 0, frames: 0, timer: 0, item: logAgent("media", "") };
+    session.reply = reply;
+  }
+  reply.bytes += bytes.length;
+  reply.frames++;
+  showReply(session, reply, "agent speaking…");
+  clearTimeout(reply.timer);
+  reply.timer = setTimeout(() => endReply(session), REPLY_GAP_MS);
+}
+
+// endReply closes the reply's log line; note says why when it did not just finish.
+function endReply(session, note = "") {
+  const reply = session.reply;
+  if (!reply) return;
+  clearTimeout(reply.timer);
+  session.reply = null;
+  showReply(session, reply, note);
+}
+
+function showReply(session, reply, note) {
+  const { encoding, sampleRate } = session.format;
+  const duration = reply.bytes / SAMPLE_SIZE[encoding] / sampleRate;
+  const frames = `${reply.frames} frame${reply.frames === 1 ? "" : "s"}`;
+  reply.item.querySelector(".log-text").textContent =
+    ["agent reply", `${seconds(duration)} of audio`, frames, note].filter(Boolean).join(" · ");
+}
+
 function endCall(session) {
+  endReply(session);
   session.ended = true;
   clearInterval(session.timer);
   session.capture?.mic.stop().then(() => {
@@ -1203,7 +1311,8 @@ function setKeypad(enabled) {
   for (const key of document.querySelectorAll("#agent-keypad button")) key.disabled = !enabled;
 }
 
-// logAgent adds a line to the call's event log; direction "out" marks what the page sent.
+// logAgent adds a line to the call's event log and returns it; direction "out" marks what
+// the page sent.
 function logAgent(type, text, direction = "in") {
   const item = el("li", "log-item");
   item.dataset.type = type;
@@ -1220,4 +1329,5 @@ function logAgent(type, text, direction = "in") {
   log.prepend(item);
   while (log.children.length > 80) log.lastElementChild.remove();
   $("agent-log-empty").hidden = true;
+  return item;
 }

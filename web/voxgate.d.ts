@@ -6,6 +6,18 @@ export type Grant = "tts" | "stt" | "agent";
 /** The grants the server mints tokens for. */
 export declare const GRANTS: readonly Grant[];
 
+/** The BroadcastChannel on which tabs share each new token's metadata, as
+ * {grant, expires_in, expires_at, server_time, minted_at_server} (no token). */
+export declare const TABS_CHANNEL: "voxgate-tokens";
+
+/** Prefix of the Web Lock (navigator.locks) name per grant, "voxgate-refresh-<grant>":
+ * one tab at a time refreshes a grant. */
+export declare const LOCK_PREFIX: "voxgate-refresh-";
+
+/** How voxgate reads a WebSocket close: "expired" or "session" for the server's 1008
+ * closes about the token ("... expired ...") or the session ("session ended"), else null. */
+export declare function streamEndKind(close: CloseInfo): "expired" | "session" | null;
+
 /** Options for {@link load}. */
 export interface LoadOptions {
   /** URL of the wasm module. Default "/voxgate.wasm". */
@@ -20,9 +32,15 @@ export interface LoadOptions {
    * A margin not shorter than the token lifetime makes calls fail with code
    * "margin_too_large" instead of refreshing in a loop. */
   marginMs?: number;
-  /** Refresh tokens from timers before they expire (default true). Tokens are checked
-   * before every call either way. */
+  /** Refresh tokens before they expire (default true): from each token's timer, when the
+   * page becomes visible, gets focus, comes back online or is restored, and after the
+   * computer wakes up; only for grants used within the last token lifetime. Tokens are
+   * checked before every call either way. */
   proactive?: boolean;
+  /** Share refreshes with the origin's other tabs (default true): one tab refreshes a grant
+   * at a time (Web Locks) and the others adopt its token (BroadcastChannel). Without these
+   * browser APIs, or with false, each tab refreshes on its own. */
+  tabs?: boolean;
   /** How long to wait for the module to start, in ms. Default 15000. */
   timeoutMs?: number;
 }
@@ -75,24 +93,39 @@ export interface TokenState {
   clockOffsetMs: number;
   /** The last refresh failure; null after a success. */
   lastError: { code: string; message: string } | null;
+  /** Tokens of this grant adopted from other tabs since load, login or logout. */
+  adopted: number;
+  /** How long the backoff window after a failed refresh stays open; 0 when closed. While
+   * open, calls without a live token fail at once with the last error (no request). */
+  backoffMs: number;
 }
 
 /** Why a token was refreshed. "missing": first use; "expiring": a call found it inside the
- * margin or expired; "proactive": its timer fired (or a failed proactive refresh was
- * retried); "retry": the server rejected it and the call is retried once; "manual":
- * tokens.refresh(). */
-export type RefreshReason = "missing" | "expiring" | "proactive" | "retry" | "manual";
+ * margin or expired; "proactive": its timer fired, a page event or a wake from sleep found
+ * it due, or a failed refresh was retried after backoff; "retry": the server rejected it and
+ * the call is retried once; "manual": tokens.refresh(); "shared": another tab refreshed
+ * and this tab adopted its token (no request from this tab). */
+export type RefreshReason = "missing" | "expiring" | "proactive" | "retry" | "manual" |
+  "shared";
 
 /** The detail of every client event. */
 export interface VoxgateEventDetail {
   /** The grant concerned; null for "sessionend". */
   grant: Grant | string | null;
-  /** The refresh reason, or for "sessionend" "logout" | "no_session"; else null. */
-  reason: RefreshReason | "logout" | "no_session" | null;
-  /** The grant's state after the event; null for "sessionend". */
+  /** The refresh reason, for "sessionend" "logout" | "no_session", for "streamend" the
+   * server's close reason; else null. */
+  reason: RefreshReason | "logout" | "no_session" | string | null;
+  /** The grant's state after the event; null for "sessionend" and "streamend". */
   state: TokenState | null;
-  /** The failure, for "refresherror". */
+  /** The failure, for "refresherror". Its code says what failed: "no_session" (signed
+   * out; never retried), "grant_forbidden", "rate_limited" (retryAfterMs honoured),
+   * "upstream_error" / "upstream_unavailable" / "upstream_timeout" / "network_error"
+   * (backoff with jitter), "margin_too_large" (marginMs not shorter than the lifetime). */
   error: VoxgateError | null;
+  /** "streamend" only: the close code (1008). */
+  code?: number;
+  /** "streamend" only: "expired" (the token expired) or "session" (the session ended). */
+  kind?: "expired" | "session";
 }
 
 /** Events a {@link Client} dispatches, all as CustomEvent<VoxgateEventDetail>. */
@@ -110,6 +143,10 @@ export interface VoxgateEventMap {
   /** The session ended: logout(), or the server answered 401 no_session. Every token
    * state is reset. */
   sessionend: CustomEvent<VoxgateEventDetail>;
+  /** The server closed a TTS, STT or agent socket with 1008 because its token expired
+   * (kind "expired") or the session ended (kind "session"). A refresh never closes open
+   * sockets; TTS and STT sockets offer reconnect(). */
+  streamend: CustomEvent<VoxgateEventDetail>;
 }
 
 /** Cartesia voice selector. */
@@ -276,7 +313,8 @@ export declare class VoxgateError extends Error {
   readonly grant: Grant | string | null;
   /** Cartesia's error, for errors relayed from upstream. */
   readonly upstream: UpstreamError | null;
-  /** The server's Retry-After in ms (rate_limited); 0 when absent. */
+  /** The server's Retry-After in ms (rate_limited), or for a call refused inside a backoff
+   * window the time until the next refresh may be tried; 0 when absent. */
   readonly retryAfterMs: number;
 }
 
@@ -362,6 +400,9 @@ export interface TTSSocket {
   context(request: TTSContextRequest, id?: string): TTSContext;
   /** Closes with 1000; open contexts end without error. */
   close(): void;
+  /** Closes this socket (if open) and opens a new one after checking (and when needed
+   * refreshing) the tts token. Contexts do not move: start them on the new socket. */
+  reconnect(options?: { signal?: AbortSignal }): Promise<TTSSocket>;
   readonly closed: Promise<CloseInfo>;
 }
 
@@ -443,6 +484,9 @@ interface STTSocketBase<E> extends AsyncIterable<E> {
   /** Ends the stream gracefully: sends close, waits (at most 10 s) for the server to finish,
    * then closes the socket. Events up to "done" stay readable. */
   close(): Promise<void>;
+  /** Aborts this socket (if open) and opens a new one with the same options after checking
+   * (and when needed refreshing) the stt token. Audio not yet transcribed is lost. */
+  reconnect(options?: { signal?: AbortSignal }): Promise<this>;
   readonly closed: Promise<CloseInfo>;
 }
 

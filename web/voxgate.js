@@ -33,18 +33,79 @@ function toError(reason) {
   return new VoxgateError({ code: "internal", message }, { cause: reason });
 }
 
+/** The BroadcastChannel on which tabs share new tokens' metadata, and the prefix of the
+ * Web Lock per grant that lets one tab at a time refresh. */
+export const TABS_CHANNEL = "voxgate-tokens";
+export const LOCK_PREFIX = "voxgate-refresh-";
+
+/** LOCK_SETTLE_MS: a tab that just got a refresh lock lets the event loop run this long, so
+ * the token its predecessor posted before releasing the lock arrives before the module
+ * looks for it (the browser delivers the two as separate tasks). */
+const LOCK_SETTLE_MS = 5;
+
+/** crossTab is the browser side of the module's cross-tab coordinator (cmd/voxgate/tabs.go):
+ * Web Locks, which the browser releases when a tab closes, and a BroadcastChannel. Either
+ * may be missing; the module then refreshes on its own.
+ *
+ * Limitation: when a lock grant reaches a tab more than LOCK_SETTLE_MS before the token its
+ * predecessor posted, that tab refreshes once more than needed (nothing fails). */
+function crossTab(enabled) {
+  const locks = enabled ? globalThis.navigator?.locks : undefined;
+  const channel = enabled && typeof BroadcastChannel === "function"
+    ? new BroadcastChannel(TABS_CHANNEL) : null;
+  return {
+    hook: locks || channel ? {
+      // lock(grant) -> Promise<release | null>; release() lets the next tab in.
+      lock: (grant) => new Promise((granted) => {
+        if (!locks) { granted(null); return; }
+        locks.request(LOCK_PREFIX + grant, () => new Promise((release) => {
+          setTimeout(() => granted(() => release()), LOCK_SETTLE_MS);
+        })).catch(() => granted(null));
+      }),
+      publish: (text) => channel?.postMessage(JSON.parse(text)),
+    } : {},
+    subscribe: (adopt) => {
+      if (channel) channel.onmessage = (e) => adopt(JSON.stringify(e.data));
+    },
+    close: () => channel?.close(),
+  };
+}
+
+/** watchPage runs check whenever timers may have run late: the page became visible, got
+ * focus, came back online or was restored from the back/forward cache. (The module's own
+ * wake detector covers sleep.) Returns the function that stops watching. */
+function watchPage(check) {
+  const targets = [[globalThis.document, "visibilitychange"], [globalThis, "focus"],
+    [globalThis, "online"], [globalThis, "pageshow"]];
+  const run = () => { if (globalThis.document?.visibilityState !== "hidden") check(); };
+  for (const [target, type] of targets) target?.addEventListener?.(type, run);
+  return () => { for (const [target, type] of targets) target?.removeEventListener?.(type, run); };
+}
+
+/** streamEndKind classifies a WebSocket close: "expired" or "session" for the server's
+ * 1008 closes about the token or the session, null otherwise. */
+export function streamEndKind({ code, reason } = {}) {
+  if (code !== 1008) return null;
+  const r = String(reason ?? "").toLowerCase();
+  if (r.includes("expired")) return "expired";
+  if (r.includes("session ended")) return "session";
+  return null;
+}
+
 /** The client returned by load(). Events: refresh, refresherror, expiring, expired,
- * sessionend, and token (an alias of refresh). */
+ * sessionend, streamend, and token (an alias of refresh). */
 class Client extends EventTarget {
   #api = null;
   #closed = false;
+  #stop = null;
 
-  /** @param {(link: {attach(api: object): void, event(type: string, detail: object): void})
-   *  => void} connect receives the two functions load() needs; nothing else can reach them. */
+  /** @param {(link: {attach(api: object, stop: () => void): void,
+   *  event(type: string, detail: object): void}) => void} connect receives the two
+   *  functions load() needs; nothing else can reach them. */
   constructor(connect) {
     super();
     connect({
-      attach: (api) => { this.#api = api; },
+      attach: (api, stop) => { this.#api = api; this.#stop = stop; },
       event: (type, detail) => this.#dispatch(type, detail),
     });
 
@@ -98,9 +159,10 @@ class Client extends EventTarget {
 
     /** Token states per grant, and explicit refresh. */
     this.tokens = Object.freeze({
-      state: (grant) => this.#sync("tokenState", String(grant)),
-      states: () => this.#sync("tokenStates"),
-      refresh: (grant) => this.#call("refresh", String(grant)),
+      // The module sends token states as JSON text (see cmd/voxgate/bridge.go).
+      state: (grant) => JSON.parse(this.#sync("tokenState", String(grant))),
+      states: () => JSON.parse(this.#sync("tokenStates")),
+      refresh: async (grant) => JSON.parse(await this.#call("refresh", String(grant))),
     });
   }
 
@@ -140,6 +202,7 @@ class Client extends EventTarget {
   close() {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stop?.();
     this.#api?.close();
     this.#api = null;
   }
@@ -148,21 +211,32 @@ class Client extends EventTarget {
     const d = {
       grant: detail?.grant ?? null,
       reason: detail?.reason ?? null,
-      state: detail?.state ?? null,
+      state: detail?.state ? JSON.parse(detail.state) : null,
       error: detail?.error ? toError(detail.error) : null,
     };
+    if (type === "streamend") Object.assign(d, { code: detail.code, kind: detail.kind });
     this.dispatchEvent(new CustomEvent(type, { detail: d }));
     if (type === "refresh") this.dispatchEvent(new CustomEvent("token", { detail: d }));
   }
 
   /** What stream objects need to reach the module. */
   get #link() {
-    return { call: (m, ...a) => this.#call(m, ...a), value: (m, ...a) => this.#value(m, ...a) };
+    return {
+      call: (m, ...a) => this.#call(m, ...a),
+      value: (m, ...a) => this.#value(m, ...a),
+      // ended(grant, closed): reports a socket the server closed over its token or session.
+      ended: (grant, closed) => closed.then((st) => {
+        const kind = streamEndKind(st);
+        if (kind && !this.#closed) {
+          this.#dispatch("streamend", { grant, reason: st.reason, code: st.code, kind });
+        }
+      }, () => {}),
+    };
   }
 
   async #socket(Kind, method, options, turns, signal) {
     const id = await this.#call(method, options, turns, signal);
-    return new Kind(this.#link, id, turns);
+    return new Kind(this.#link, id, turns, options);
   }
 
   async #transcribe(file, options, openai, signal) {
@@ -306,6 +380,14 @@ class TTSSocket {
     this.#id = id;
     /** Resolves with {code, reason} once the socket has closed. */
     this.closed = closedPromise(link, id);
+    link.ended("tts", this.closed);
+  }
+
+  /** Closes this socket (if open) and opens a new one, its tts token checked (and
+   * refreshed when needed) first. Contexts do not move: start them on the new socket. */
+  async reconnect({ signal } = {}) {
+    this.close();
+    return new TTSSocket(this.#link, await this.#link.call("ttsSocket", signal));
   }
 
   /** Starts a context with the fields every input repeats; id generated when omitted. */
@@ -341,13 +423,25 @@ class TTSContext extends Stream {
 /** One /stt/websocket or /stt/turns/websocket connection. */
 class STTSocket extends Stream {
   #closed = false;
+  #options;
 
-  constructor(link, id, turns) {
+  constructor(link, id, turns, options) {
     super(link, id);
     this.turns = turns;
+    this.#options = options;
     /** Resolves with {code, reason} once the socket has closed. */
     this.closed = closedPromise(link, id);
     this._releaseUnreadOnClose(this.closed);
+    link.ended("stt", this.closed);
+  }
+
+  /** Aborts this socket (if open) and opens a new one with the same options, its stt
+   * token checked (and refreshed when needed) first. Audio not yet transcribed is lost. */
+  async reconnect({ signal } = {}) {
+    this.#closed = true;
+    try { this._value("closeSocket"); } catch { /* already closed */ }
+    const id = await this._link.call("sttSocket", this.#options, this.turns, signal);
+    return new STTSocket(this._link, id, this.turns, this.#options);
   }
 
   /** Sends one binary audio frame; resolves once the browser has queued it. */
@@ -376,6 +470,7 @@ class AgentCall extends Stream {
     /** Resolves with {code, reason} once the call's socket has closed. */
     this.closed = closedPromise(link, id);
     this._releaseUnreadOnClose(this.closed);
+    link.ended("agent", this.closed);
   }
 
   /** Sends caller audio in the call's input format (base64 media_input). */
@@ -422,6 +517,17 @@ async function instantiate(url, imports) {
   return WebAssembly.instantiate(await resp.arrayBuffer(), imports);
 }
 
+// disarm cancels the wake-ups the Go runtime had scheduled when its program exited.
+// wasm_exec.js leaves them armed, and each one that fires afterwards throws "Go program has
+// already exited" into the page. The map is wasm_exec.js's own, copied from the same
+// toolchain at every build.
+function disarm(go) {
+  const pending = go._scheduledTimeouts;
+  if (!(pending instanceof Map)) return;
+  for (const handle of pending.values()) clearTimeout(handle);
+  pending.clear();
+}
+
 /** Loads and starts the wasm client. See voxgate.d.ts for the options. */
 export async function load(options = {}) {
   const {
@@ -430,6 +536,7 @@ export async function load(options = {}) {
     baseURL = "",
     marginMs,
     proactive = true,
+    tabs: shareTabs = true,
     timeoutMs = 15000,
   } = options;
 
@@ -446,8 +553,10 @@ export async function load(options = {}) {
   go.argv = ["voxgate"];
 
   let timer;
+  const tabs = crossTab(shareTabs);
   const registered = new Promise((resolve, reject) => {
     globalThis[hookName] = {
+      ...tabs.hook,
       options: { baseURL, proactive, ...(marginMs === undefined ? {} : { marginMs }) },
       onEvent: (type, detail) => link.event(type, detail),
       ready: resolve,
@@ -462,14 +571,19 @@ export async function load(options = {}) {
   // already rejected and the late module keeps running unused until the page unloads.
   try {
     const { instance } = await instantiate(wasmURL, go.importObject);
-    const exited = go.run(instance).then(() => {
+    const ran = go.run(instance);
+    ran.then(() => disarm(go), () => disarm(go));
+    const exited = ran.then(() => {
       throw new VoxgateError(
         { code: "load_failed", message: "the module exited before registering" });
     });
     const api = await Promise.race([registered, exited]);
-    link.attach(api);
+    tabs.subscribe((text) => api.adopt(text));
+    const unwatch = watchPage(() => api.check());
+    link.attach(api, () => { unwatch(); tabs.close(); });
     return client;
   } catch (e) {
+    tabs.close();
     throw toError(e);
   } finally {
     clearTimeout(timer);

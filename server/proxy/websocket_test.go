@@ -656,6 +656,14 @@ func TestEndSessionClosesThatSessionsSockets(t *testing.T) {
 	}
 	defer b.CloseNow()
 	waitFor(t, "three relays", func() bool { return h.proxy.OpenWebSockets() == 3 })
+	// A slot is taken before the relay is filed under its session; one echo each proves
+	// both relays run, and a relay is filed before it runs.
+	for _, c := range []*websocket.Conn{a1, a2} {
+		writeWithin(t, c, websocket.MessageText, []byte("ping"))
+		if _, msg, err := readWithin(t, c); err != nil || string(msg) != "echo:ping" {
+			t.Fatalf("echo before sign-out: %q %v", msg, err)
+		}
+	}
 
 	if n := h.proxy.EndSession(h.sess.ID); n != 2 {
 		t.Errorf("EndSession closed %d sockets, want 2", n)

@@ -34,8 +34,13 @@ const (
 // when any call was answered 401 no_session (reason "no_session").
 const EventSessionEnd = "sessionend"
 
+// DefaultWake is the wake detector's tick (see tracker.Options.Wake): once a second costs
+// nothing noticeable and notices a sleep within a second of waking.
+const DefaultWake = time.Second
+
 // Event is a token event from the tracker (refresh, refresherror, expiring, expired) or
-// EventSessionEnd.
+// EventSessionEnd. (voxgate.js derives "streamend" from the sockets' close status, which
+// Go programs read with Closed.)
 type Event struct {
 	// Type is tracker.EventRefresh, ..., or EventSessionEnd.
 	Type string
@@ -65,8 +70,15 @@ type Options struct {
 	// default (min(30 s, lifetime/5)).
 	Margin time.Duration
 
-	// NoProactive disables timer-driven refreshes (tokens are then refreshed at use).
+	// NoProactive disables refreshing ahead of time (tokens are then refreshed at use).
 	NoProactive bool
+
+	// Coordinator shares refreshes with the page's other tabs (cmd/voxgate builds one on
+	// Web Locks and BroadcastChannel); nil means this client refreshes on its own.
+	Coordinator tracker.Coordinator
+
+	// Wake is the wake detector's tick; zero means DefaultWake, negative disables it.
+	Wake time.Duration
 
 	// OnEvent receives every Event, without any lock held; it should return quickly.
 	OnEvent func(Event)
@@ -95,14 +107,25 @@ type Client struct {
 // New returns a Client. It makes no request until a method is called.
 func New(opts Options) *Client {
 	c := &Client{base: strings.TrimRight(opts.BaseURL, "/"), onEvent: opts.OnEvent}
+	if opts.Wake == 0 {
+		opts.Wake = DefaultWake
+	}
 	c.tokens = tracker.New(tracker.Options{
 		Refresh:     c.refresh,
 		Clock:       opts.Clock,
 		Margin:      opts.Margin,
 		NoProactive: opts.NoProactive,
+		Coordinator: opts.Coordinator,
+		Wake:        max(opts.Wake, 0),
 		OnEvent:     c.trackerEvent,
 	})
 	return c
+}
+
+// Check re-examines every token now (see tracker.Tracker.Check): call it when the page
+// becomes visible, gets focus, comes back online or is restored from the back/forward cache.
+func (c *Client) Check() {
+	c.tokens.Check()
 }
 
 // Tokens gives access to the per-grant token states.
@@ -146,6 +169,9 @@ func (c *Client) refresh(ctx context.Context, grant string) (tracker.Token, erro
 	err := c.callJSON(ctx, "POST", "/api/token", map[string]string{"grant": grant}, &tok)
 	if err != nil {
 		e := AsError(err, grant)
+		if e.Status == 401 { // whatever its code: signed out, never refreshed (B28)
+			c.sessionEnded("no_session", false)
+		}
 		return tok, &tracker.RefreshError{Grant: grant, Code: e.Code, Status: e.Status,
 			Message: e.Message, RetryAfter: e.RetryAfter, Err: e}
 	}

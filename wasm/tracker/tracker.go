@@ -24,8 +24,28 @@
 // user sets the wall clock back. Whichever clock missed time, the other one saw it. A wall
 // clock set forward makes tokens look older than they are, which costs one early refresh.
 //
-// server_time is used only to compute the clock offset that State reports (diagnostics,
-// and later sharing expiry between tabs), never to decide whether a token is valid.
+// server_time is used only to compute the clock offset that State reports (diagnostics)
+// and to hand a token's remaining lifetime to other tabs, never to compare with the local
+// clock.
+//
+// # Tabs, triggers and failures
+//
+// Every tab of an origin shares the token cookies, so one tab's refresh serves all: a
+// Coordinator serialises refreshes across tabs (a lock per grant) and carries each new
+// token's metadata to the other tabs, which adopt it as their own (Shared). After taking
+// the lock a tab first looks whether a sibling refreshed meanwhile and then skips its own
+// request.
+//
+// Timers are not trusted alone: Check re-examines every grant when the page says timers may
+// have been late (visibility, focus, network back, page restored), and the wake detector
+// (Options.Wake) calls it when its own ticks arrive far too late (sleep, throttling). Only
+// grants used within the last token lifetime are refreshed ahead of time; idle grants are
+// refreshed when a call needs them.
+//
+// A failed refresh whose cause may heal opens a backoff window (exponential, with jitter
+// and a cap, at least the server's Retry-After) shared by every caller of the grant: while
+// it is open, Ensure answers at once with the last error instead of asking again, so N calls
+// never cause N requests.
 package tracker
 
 import (
@@ -60,6 +80,11 @@ const (
 	// DefaultBackoffMax caps the wait between proactive retries, so a recovered server is
 	// noticed within a minute while a failing one sees at most one request a minute.
 	DefaultBackoffMax = time.Minute
+
+	// wakeFactor says how late a wake-detector tick must be to count as a wake: hidden tabs
+	// align timers to whole seconds, so a tick up to one interval late is ordinary; three
+	// intervals means the page slept, was frozen or heavily throttled.
+	wakeFactor = 3
 
 	// minTimerDelay is the shortest proactive-timer delay. A token that arrives already
 	// inside its margin (a very slow round trip) would otherwise re-arm a zero-delay timer
@@ -101,6 +126,9 @@ const (
 
 	// ReasonManual: Refresh was called explicitly.
 	ReasonManual = "manual"
+
+	// ReasonShared: another tab minted the token and this tab adopted it (EventRefresh only).
+	ReasonShared = "shared"
 )
 
 // Token is what the server says about a token it has just minted: the answer of
@@ -117,6 +145,43 @@ type Token struct {
 
 	// ServerTime is the server's clock when it answered, in Unix milliseconds.
 	ServerTime int64 `json:"server_time"`
+}
+
+// Shared is a new token's metadata as one tab hands it to the others. The receiving tab
+// takes ExpiresAt - ServerTime as the remaining lifetime at receipt: ServerTime is the
+// sender's estimate of the server's clock when it sent, so no client clock is compared with
+// the server's.
+type Shared struct {
+	// Grant is the token's grant.
+	Grant string `json:"grant"`
+
+	// ExpiresIn is the token's full lifetime in seconds.
+	ExpiresIn float64 `json:"expires_in"`
+
+	// ExpiresAt is the expiry in Unix milliseconds on the server's clock.
+	ExpiresAt int64 `json:"expires_at"`
+
+	// ServerTime is the server's clock when the message was sent, as the sender estimates
+	// it (expires_at minus the sender's remaining lifetime), in Unix milliseconds.
+	ServerTime int64 `json:"server_time"`
+
+	// MintedAt is the server's clock when it minted the token (its server_time answer).
+	// A tab adopts only tokens minted after its own: the cookie holds the newest one.
+	MintedAt int64 `json:"minted_at_server"`
+}
+
+// Coordinator shares refreshes between the tabs of one origin. Its methods must not call
+// back into the tracker synchronously, except the Subscribe callback.
+type Coordinator interface {
+	// Lock waits until this tab holds grant's refresh lock (or ctx ends) and returns the
+	// function that releases it. A lock whose holder goes away must be released for it.
+	Lock(ctx context.Context, grant string) (release func(), err error)
+
+	// Publish hands a token this tab minted to the other tabs; it must not block.
+	Publish(Shared)
+
+	// Subscribe calls fn with every token another tab published until stop is called.
+	Subscribe(fn func(Shared)) (stop func())
 }
 
 // RefreshFunc asks the server for a new token for grant. Errors should be *RefreshError so
@@ -179,6 +244,13 @@ type State struct {
 
 	// LastError is the last refresh failure, nil after a successful refresh.
 	LastError *RefreshError
+
+	// Adopted counts tokens of this grant taken over from other tabs.
+	Adopted int
+
+	// Backoff is how long the backoff window after a failed refresh stays open; 0 when
+	// it is closed. While it is open, calls without a live token fail at once.
+	Backoff time.Duration
 }
 
 // Backoff configures retries of a failed proactive refresh.
@@ -209,12 +281,18 @@ type Options struct {
 	// Backoff configures proactive retries; zero fields take the defaults.
 	Backoff Backoff
 
-	// NoProactive disables refreshing from timers; tokens are then refreshed only when a
-	// call needs them. Expiring and expired events fire either way.
-	//
-	// Limitation: with proactive refresh on, a grant once used keeps being re-minted about
-	// once per lifetime for as long as the session lasts, even in an idle tab.
+	// NoProactive disables refreshing ahead of time (timers, Check, backoff retries);
+	// tokens are then refreshed only when a call needs them. Expiring and expired events
+	// fire either way. With it off, only grants used within the last token lifetime are
+	// refreshed ahead of time.
 	NoProactive bool
+
+	// Coordinator shares refreshes with other tabs; nil means this tab works alone.
+	Coordinator Coordinator
+
+	// Wake is the wake detector's tick: a tick that arrives more than three ticks after
+	// the previous one (the page slept or was frozen) runs Check. Zero disables it.
+	Wake time.Duration
 
 	// Grants lists the grants States reports even before their first use. Nil means
 	// "tts", "stt" and "agent".
@@ -231,20 +309,17 @@ type Options struct {
 
 // Tracker keeps per-grant token expiry and refreshes tokens before they run out. It is safe
 // for concurrent use.
-//
-// Limitation: each page (tab) has its own Tracker and refreshes on its own; nothing shares
-// expiry or serialises refreshes between tabs yet (Web Locks plus BroadcastChannel would).
-// Limitation: page visibility and wake-up events do not trigger a check; a token is checked
-// when a call needs it and when its (possibly throttled) timer fires.
 type Tracker struct {
 	opts   Options
 	clock  Clock
 	base   context.Context
 	cancel context.CancelFunc
+	unsub  func()
 
 	mu     sync.Mutex
 	grants map[string]*entry
 	closed bool
+	wake   Timer
 }
 
 // entry is one grant's bookkeeping. Timer callbacks and flights hold a pointer to the entry
@@ -255,12 +330,22 @@ type entry struct {
 	tok           *token
 	flight        *flight
 	due, expiry   Timer // the current token's expiring/proactive and expired timers
-	retry         Timer // backoff retry after a failed proactive refresh
-	failures      int   // consecutive proactive failures, for the backoff
+	retry         Timer // backoff retry after a failed refresh
+	failures      int   // consecutive failures, for the backoff
 	refreshes     int
+	adopted       int
+	gen           int   // bumped whenever a token is installed (minted or adopted)
+	mintedAt      int64 // the server's mint time of the newest token known, kept on Invalidate
 	lastRefreshAt time.Time
 	lastErr       *RefreshError
 	invalidated   bool // the server rejected the last token; the next refresh is a retry
+
+	used     bool // a call needed the grant (see recentLocked)
+	usedWall time.Time
+	usedMono time.Duration
+	failWall time.Time // when the backoff window opened
+	failMono time.Duration
+	wait     time.Duration // the backoff window's length, 0 when closed
 }
 
 // token is what the tracker knows about one minted token.
@@ -272,12 +357,15 @@ type token struct {
 	monoStart       time.Duration
 	serverExpiresAt time.Time
 	offset          time.Duration
+	mintedAt        int64 // server clock, Unix ms
+	warned, gone    bool  // the expiring and expired events were delivered
 }
 
 // flight is one refresh in progress, shared by every caller that needs it.
 type flight struct {
 	grant  string
 	reason string
+	gen    int // the entry's gen when the flight started
 	done   chan struct{}
 	state  State         // set before done closes
 	err    *RefreshError // set before done closes
@@ -308,13 +396,22 @@ func New(opts Options) *Tracker {
 	}
 
 	base, cancel := context.WithCancel(context.Background())
-	return &Tracker{
+	t := &Tracker{
 		opts:   opts,
 		clock:  opts.Clock,
 		base:   base,
 		cancel: cancel,
 		grants: make(map[string]*entry),
 	}
+	if opts.Coordinator != nil {
+		t.unsub = opts.Coordinator.Subscribe(t.adopt)
+	}
+	if opts.Wake > 0 {
+		t.mu.Lock()
+		t.armWakeLocked(t.clock.Now(), t.clock.Mono())
+		t.mu.Unlock()
+	}
+	return t
 }
 
 // Ensure returns at once when grant's token is valid beyond the margin; otherwise it
@@ -323,7 +420,9 @@ func New(opts Options) *Tracker {
 //
 // When ctx ends first Ensure returns ctx's error, but the shared refresh goes on for the
 // other callers. When a refresh fails temporarily while the old token is still valid, the
-// old token is returned without error (the failure is reported as an event).
+// old token is returned without error (the failure is reported as an event). While a
+// backoff window is open, a grant without a live token fails at once with a copy of the
+// last error whose RetryAfter is the time the window stays open (and whose Err is nil).
 func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 	if grant == "" {
 		return State{}, errors.New("tracker: ensure: empty grant")
@@ -337,6 +436,7 @@ func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 
 	e := t.entryLocked(grant)
 	now, mono := t.clock.Now(), t.clock.Mono()
+	e.used, e.usedWall, e.usedMono = true, now, mono
 	reason := ReasonMissing
 	if k := e.tok; k != nil {
 		rem := k.remaining(now, mono)
@@ -359,6 +459,20 @@ func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 		reason = ReasonRetry
 	}
 
+	// Inside a backoff window nobody asks the server again: a live token is still used,
+	// without one the call fails at once.
+	if wait := t.blockedLocked(e, now, mono); wait > 0 && e.flight == nil && e.lastErr != nil {
+		st := t.stateLocked(e, now, mono)
+		t.mu.Unlock()
+		if st.Valid {
+			return st, nil
+		}
+		err := *e.lastErr
+		err.RetryAfter = wait
+		err.Err = nil // the first caller got the details; this one gets when to try again
+		return st, &err
+	}
+
 	f := t.startLocked(e, reason)
 	t.mu.Unlock()
 
@@ -373,7 +487,8 @@ func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 }
 
 // Refresh refreshes grant's token now, whatever its state, and returns the new state. A
-// refresh already in flight is joined instead of starting another.
+// refresh already in flight is joined instead of starting another. An explicit refresh
+// ignores the backoff window (a person pressed "retry") and counts as a use of the grant.
 func (t *Tracker) Refresh(ctx context.Context, grant string) (State, error) {
 	if grant == "" {
 		return State{}, errors.New("tracker: refresh: empty grant")
@@ -384,7 +499,9 @@ func (t *Tracker) Refresh(ctx context.Context, grant string) (State, error) {
 		t.mu.Unlock()
 		return State{}, ErrClosed
 	}
-	f := t.startLocked(t.entryLocked(grant), ReasonManual)
+	e := t.entryLocked(grant)
+	e.used, e.usedWall, e.usedMono = true, t.clock.Now(), t.clock.Mono()
+	f := t.startLocked(e, ReasonManual)
 	t.mu.Unlock()
 
 	st, err := t.wait(ctx, f)
@@ -424,8 +541,33 @@ func (t *Tracker) Close() {
 	t.mu.Lock()
 	t.closed = true
 	t.resetLocked()
+	if t.wake != nil {
+		t.wake.Stop()
+	}
 	t.mu.Unlock()
 	t.cancel()
+	if t.unsub != nil {
+		t.unsub()
+	}
+}
+
+// Check re-examines every grant now, for when timers may have run late: the page became
+// visible, got focus, came back online or was restored, or the computer woke up. A token
+// inside its margin gets its expiring event (and an expired one its expired event) if its
+// timer has not delivered it yet, and is refreshed when its grant was used within the last
+// lifetime, proactive refresh is on, no backoff window is open and the last failure, if
+// any, may heal.
+func (t *Tracker) Check() {
+	t.mu.Lock()
+	var entries []*entry
+	for _, e := range t.grants {
+		entries = append(entries, e)
+	}
+	t.mu.Unlock()
+
+	for _, e := range entries {
+		t.poke(e, nil)
+	}
 }
 
 // State returns grant's current state.
@@ -500,7 +642,7 @@ func (t *Tracker) startLocked(e *entry, reason string) *flight {
 		return e.flight
 	}
 
-	f := &flight{grant: e.grant, reason: reason, done: make(chan struct{})}
+	f := &flight{grant: e.grant, reason: reason, gen: e.gen, done: make(chan struct{})}
 	e.flight = f
 	go t.run(e, f)
 	return f
@@ -520,6 +662,12 @@ func (t *Tracker) wait(ctx context.Context, f *flight) (State, *RefreshError) {
 // run performs one refresh on the tracker's own context, records its outcome when e is
 // still current, wakes the waiters and emits events.
 func (t *Tracker) run(e *entry, f *flight) {
+	release := t.lock(e.grant)
+	defer release() // after Publish: a sibling that takes the lock next sees the token
+	if t.sharedMeanwhile(e, f) {
+		return
+	}
+
 	ctx, cancel := context.WithTimeout(t.base, t.opts.RefreshTimeout)
 	wallStart, monoStart := t.clock.Now(), t.clock.Mono()
 	resp, err := t.opts.Refresh(ctx, e.grant)
@@ -538,43 +686,134 @@ func (t *Tracker) run(e *entry, f *flight) {
 	}
 	now, mono := t.clock.Now(), t.clock.Mono()
 
-	var events []Event
+	var ev Event
+	var shared *Shared
 	if err != nil {
 		f.err = asRefreshError(e.grant, err)
 		if current {
 			e.lastErr = f.err
-			if f.reason == ReasonProactive {
-				t.scheduleRetryLocked(e, f.err, now, mono)
+			if f.err.Temporary() {
+				t.backoffLocked(e, f.err, now, mono)
 			}
 		}
 		f.state = t.stateLocked(e, now, mono)
-		events = append(events, Event{Type: EventRefreshError, Grant: e.grant, Reason: f.reason,
-			State: f.state, Err: f.err})
+		ev = Event{Type: EventRefreshError, Grant: e.grant, Reason: f.reason, State: f.state,
+			Err: f.err}
 	} else {
 		target := e
 		if !current {
 			target = &entry{grant: e.grant} // report the new token without recording it
 		}
-		target.install(k, wallEnd)
-		if current && k.marginErr == nil {
-			t.armLocked(e, k, now, mono)
-		}
-		f.state = t.stateLocked(target, now, mono)
-		f.err = k.marginErr
-		if k.marginErr != nil {
-			events = append(events, Event{Type: EventRefreshError, Grant: e.grant, Reason: f.reason,
-				State: f.state, Err: k.marginErr})
-		} else {
-			events = append(events, Event{Type: EventRefresh, Grant: e.grant, Reason: f.reason,
-				State: f.state})
+		target.refreshes++
+		ev = t.installLocked(target, k, f.reason, current, now, mono)
+		f.state, f.err = ev.State, k.marginErr
+		if current && t.opts.Coordinator != nil {
+			shared = k.share(e.grant, now, mono)
 		}
 	}
-	close(f.done)
 	t.mu.Unlock()
 
-	if current {
-		t.emit(events...)
+	// The waiters are woken last, so that when Ensure returns the other tabs have the
+	// token and the events have been delivered.
+	if shared != nil {
+		t.opts.Coordinator.Publish(*shared)
 	}
+	if current {
+		t.emit(ev)
+	}
+	close(f.done)
+}
+
+// installLocked makes k e's token (arming its timers when armed is true) and returns the
+// event that reports it: refresh, or refresherror for a margin too large.
+func (t *Tracker) installLocked(e *entry, k *token, reason string, armed bool, now time.Time,
+	mono time.Duration) Event {
+	e.install(k, now)
+	if armed && k.marginErr == nil {
+		t.armLocked(e, k, now, mono)
+	}
+	ev := Event{Type: EventRefresh, Grant: e.grant, Reason: reason, State: t.stateLocked(e, now, mono)}
+	if k.marginErr != nil {
+		ev.Type, ev.Err = EventRefreshError, k.marginErr
+	}
+	return ev
+}
+
+// lock takes grant's cross-tab refresh lock. Waiting is bounded like a refresh: the lock's
+// holder gives it up when its own bounded refresh ends or its tab closes, so a longer wait
+// means something is wrong, and refreshing without the lock is then the lesser evil.
+func (t *Tracker) lock(grant string) (release func()) {
+	if t.opts.Coordinator == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithTimeout(t.base, t.opts.RefreshTimeout)
+	defer cancel()
+	release, err := t.opts.Coordinator.Lock(ctx, grant)
+	if err != nil || release == nil {
+		return func() {}
+	}
+	return release
+}
+
+// sharedMeanwhile finishes f without a request when another tab's token arrived while f
+// waited for the lock and is still valid beyond the margin (buglog B22, B24).
+func (t *Tracker) sharedMeanwhile(e *entry, f *flight) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	k := e.tok
+	now, mono := t.clock.Now(), t.clock.Mono()
+	if e.gen == f.gen || t.closed || t.grants[e.grant] != e || k == nil ||
+		k.remaining(now, mono) <= k.margin {
+		return false
+	}
+	if e.flight == f {
+		e.flight = nil
+	}
+	f.state = t.stateLocked(e, now, mono)
+	close(f.done)
+	return true
+}
+
+// adopt takes over a token another tab minted (the Coordinator's Subscribe callback).
+func (t *Tracker) adopt(s Shared) {
+	rem := time.Duration(s.ExpiresAt-s.ServerTime) * time.Millisecond
+	lifetime := time.Duration(s.ExpiresIn * float64(time.Second))
+	if s.Grant == "" || rem <= 0 {
+		return
+	}
+
+	t.mu.Lock()
+	e := t.entryLocked(s.Grant)
+	now, mono := t.clock.Now(), t.clock.Mono()
+
+	// The cookie holds the newest token, so an older one is never adopted; without mint
+	// times, the one that lives longer wins.
+	newer := s.MintedAt > e.mintedAt
+	if e.mintedAt == 0 || s.MintedAt == 0 {
+		newer = e.tok == nil || e.tok.remaining(now, mono) < rem
+	}
+	if t.closed || !newer {
+		t.mu.Unlock()
+		return
+	}
+
+	// Backdating the stopwatch by the part of the lifetime already used keeps the
+	// remaining-time arithmetic (and the margin, from the full lifetime) unchanged.
+	used := max(lifetime-rem, 0)
+	k, err := t.newToken(s.Grant, Token{ExpiresIn: s.ExpiresIn, ExpiresAt: s.ExpiresAt,
+		ServerTime: s.ServerTime}, now.Add(-used), mono-used, now.Add(-used))
+	if err != nil {
+		t.mu.Unlock()
+		return
+	}
+	k.offset = time.UnixMilli(s.ServerTime).Sub(now)
+	k.mintedAt = s.MintedAt
+	e.adopted++
+	ev := t.installLocked(e, k, ReasonShared, true, now, mono)
+	t.mu.Unlock()
+
+	t.emit(ev)
 }
 
 // newToken turns the server's answer into expiry bookkeeping.
@@ -594,7 +833,8 @@ func (t *Tracker) newToken(grant string, resp Token, wallStart time.Time, monoSt
 			Message: "the server answered without a positive expires_in"}
 	}
 
-	k := &token{lifetime: lifetime, wallStart: wallStart, monoStart: monoStart}
+	k := &token{lifetime: lifetime, wallStart: wallStart, monoStart: monoStart,
+		mintedAt: resp.ServerTime}
 	if resp.ExpiresAt > 0 {
 		k.serverExpiresAt = time.UnixMilli(resp.ExpiresAt)
 	}
@@ -620,53 +860,89 @@ func (t *Tracker) newToken(grant string, resp Token, wallStart time.Time, monoSt
 // proactive refresh) and one at expiry (expired event). Old timers were stopped by install.
 func (t *Tracker) armLocked(e *entry, k *token, now time.Time, mono time.Duration) {
 	rem := k.remaining(now, mono)
-	e.due = t.clock.AfterFunc(max(rem-k.margin, minTimerDelay), func() { t.onDue(e, k) })
-	e.expiry = t.clock.AfterFunc(max(rem, 0), func() { t.onExpiry(e, k) })
+	e.due = t.clock.AfterFunc(max(rem-k.margin, minTimerDelay), func() { t.poke(e, k) })
+	e.expiry = t.clock.AfterFunc(max(rem, 0), func() { t.poke(e, k) })
 }
 
-// onDue runs when token k reaches expiry minus margin.
-func (t *Tracker) onDue(e *entry, k *token) {
+// poke runs when token k (nil: e's current token) may have reached expiry minus margin or
+// expiry (its timers, or Check). It reports each once per token and refreshes ahead of time
+// when the grant is in use and nothing speaks against asking the server now.
+func (t *Tracker) poke(e *entry, k *token) {
 	t.mu.Lock()
-	if t.grants[e.grant] != e || e.tok != k {
+	if k == nil {
+		k = e.tok
+	}
+	if t.grants[e.grant] != e || e.tok != k || k == nil {
 		t.mu.Unlock()
 		return
 	}
 
 	now, mono := t.clock.Now(), t.clock.Mono()
-	ev := Event{Type: EventExpiring, Grant: e.grant, State: t.stateLocked(e, now, mono)}
-	if !t.opts.NoProactive {
+	rem := k.remaining(now, mono)
+	var events []Event
+	if rem <= k.margin && !k.warned {
+		k.warned = true
+		events = append(events, Event{Type: EventExpiring, Grant: e.grant})
+	}
+	if rem <= 0 && !k.gone {
+		k.gone = true
+		events = append(events, Event{Type: EventExpired, Grant: e.grant})
+	}
+	if rem <= k.margin && k.marginErr == nil && !t.opts.NoProactive &&
+		t.recentLocked(e, now, mono) && t.blockedLocked(e, now, mono) == 0 &&
+		(e.lastErr == nil || e.lastErr.Temporary()) {
 		t.startLocked(e, ReasonProactive)
 	}
+	st := t.stateLocked(e, now, mono)
 	t.mu.Unlock()
 
-	t.emit(ev)
+	for i := range events {
+		events[i].State = st
+	}
+	t.emit(events...)
 }
 
-// onExpiry runs when token k reaches its expiry.
-func (t *Tracker) onExpiry(e *entry, k *token) {
-	t.mu.Lock()
-	if t.grants[e.grant] != e || e.tok != k {
+// armWakeLocked arms the wake detector's next tick, measured from the given readings.
+func (t *Tracker) armWakeLocked(wall time.Time, mono time.Duration) {
+	t.wake = t.clock.AfterFunc(t.opts.Wake, func() {
+		now, mono2 := t.clock.Now(), t.clock.Mono()
+		late := max(now.Sub(wall), mono2-mono) >= wakeFactor*t.opts.Wake
+
+		t.mu.Lock()
+		closed := t.closed
+		if !closed {
+			t.armWakeLocked(now, mono2)
+		}
 		t.mu.Unlock()
-		return
-	}
-	ev := Event{Type: EventExpired, Grant: e.grant,
-		State: t.stateLocked(e, t.clock.Now(), t.clock.Mono())}
-	t.mu.Unlock()
 
-	t.emit(ev)
+		if late && !closed {
+			t.Check()
+		}
+	})
 }
 
-// scheduleRetryLocked arms a backoff retry after a failed proactive refresh, as long as the
-// failure may heal and the token it was meant to replace still lives. Once the token has
-// expired, the next call refreshes at use time; retrying from timers would only load a
-// failing server.
-func (t *Tracker) scheduleRetryLocked(e *entry, err *RefreshError, now time.Time,
-	mono time.Duration) {
+// recentLocked reports whether e's grant was used within its token's lifetime: only such
+// grants are refreshed ahead of time, so an idle tab stops minting tokens nobody uses.
+func (t *Tracker) recentLocked(e *entry, now time.Time, mono time.Duration) bool {
 	k := e.tok
-	if k == nil || !err.Temporary() || k.remaining(now, mono) <= 0 {
-		return
-	}
+	return e.used && k != nil && max(now.Sub(e.usedWall), mono-e.usedMono) <= k.lifetime
+}
 
+// blockedLocked returns how long e's backoff window stays open, 0 when it is closed.
+// Elapsed time is the larger of the two clocks, as for tokens.
+func (t *Tracker) blockedLocked(e *entry, now time.Time, mono time.Duration) time.Duration {
+	if e.wait <= 0 {
+		return 0
+	}
+	return max(e.wait-max(now.Sub(e.failWall), mono-e.failMono), 0)
+}
+
+// backoffLocked opens a backoff window after a failure that may heal, and arms a retry
+// when the grant is in use, proactive refresh is on and the token the refresh was meant to
+// replace still lives. Once the token has expired, the next call after the window
+// refreshes at use time; retrying from timers would only load a failing server.
+func (t *Tracker) backoffLocked(e *entry, err *RefreshError, now time.Time,
+	mono time.Duration) {
 	e.failures++
 	d := t.opts.Backoff.Initial << min(e.failures-1, 30)
 	if d <= 0 || d > t.opts.Backoff.Max {
@@ -674,7 +950,13 @@ func (t *Tracker) scheduleRetryLocked(e *entry, err *RefreshError, now time.Time
 	}
 	d = d/2 + time.Duration(t.opts.Jitter()*float64(d/2)) // jitter in [d/2, d)
 	d = max(d, err.RetryAfter)
+	e.failWall, e.failMono, e.wait = now, mono, d
 
+	k := e.tok
+	if k == nil || k.remaining(now, mono) <= 0 || t.opts.NoProactive ||
+		!t.recentLocked(e, now, mono) {
+		return
+	}
 	if e.retry != nil {
 		e.retry.Stop()
 	}
@@ -697,6 +979,8 @@ func (t *Tracker) stateLocked(e *entry, now time.Time, mono time.Duration) State
 		LastRefreshAt: e.lastRefreshAt,
 		LastError:     e.lastErr,
 		Margin:        t.opts.Margin,
+		Adopted:       e.adopted,
+		Backoff:       t.blockedLocked(e, now, mono),
 	}
 	k := e.tok
 	if k == nil {
@@ -723,7 +1007,8 @@ func (t *Tracker) emit(events ...Event) {
 	}
 }
 
-// install makes k e's current token, cancelling the previous token's timers.
+// install makes k e's current token, cancelling the previous token's timers and closing
+// any backoff window.
 func (e *entry) install(k *token, at time.Time) {
 	e.stopTimers()
 	if e.retry != nil {
@@ -731,10 +1016,11 @@ func (e *entry) install(k *token, at time.Time) {
 		e.retry = nil
 	}
 	e.tok = k
-	e.refreshes++
+	e.gen++
+	e.mintedAt = max(e.mintedAt, k.mintedAt)
 	e.lastRefreshAt = at
 	e.lastErr = k.marginErr
-	e.failures = 0
+	e.failures, e.wait = 0, 0
 	e.invalidated = false
 }
 
@@ -747,6 +1033,17 @@ func (e *entry) stopTimers() {
 		e.expiry.Stop()
 		e.expiry = nil
 	}
+}
+
+// share describes k for other tabs at the given readings.
+func (k *token) share(grant string, now time.Time, mono time.Duration) *Shared {
+	rem := k.remaining(now, mono).Milliseconds()
+	exp := rem // without the server's expiry, only the difference means anything
+	if !k.serverExpiresAt.IsZero() {
+		exp = k.serverExpiresAt.UnixMilli()
+	}
+	return &Shared{Grant: grant, ExpiresIn: k.lifetime.Seconds(), ExpiresAt: exp,
+		ServerTime: exp - rem, MintedAt: k.mintedAt}
 }
 
 // remaining is the token's lifetime minus the larger of wall and monotonic time elapsed

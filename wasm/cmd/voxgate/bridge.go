@@ -19,6 +19,7 @@ import (
 // bridge holds the client and every JavaScript function handed out for it.
 type bridge struct {
 	client  *client.Client
+	tabs    *client.Tabs // nil when voxgate.js offers no cross-tab functions
 	onEvent safejs.Value
 	ctx     context.Context // ends at close(); in-flight calls are aborted with it
 	cancel  context.CancelFunc
@@ -52,6 +53,10 @@ func newBridge(hook safejs.Value) (*bridge, error) {
 	b := &bridge{onEvent: onEvent, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		handles: map[int]*handle{}}
 	opts.OnEvent = b.event
+	if lock, _ := hook.Get("lock"); lock.Type() == safejs.TypeFunction {
+		b.tabs = client.NewTabs(hook)
+		opts.Coordinator = b.tabs
+	}
 	b.client = client.New(opts)
 	return b, nil
 }
@@ -78,6 +83,7 @@ func readOptions(hook safejs.Value) (client.Options, error) {
 		on, _ := v.Bool()
 		opts.NoProactive = !on
 	}
+
 	return opts, nil
 }
 
@@ -140,19 +146,32 @@ func (b *bridge) api() (safejs.Value, error) {
 				if err != nil {
 					return nil, err
 				}
-				return stateJS(st), nil
+				return statesJS(st), nil
 			}}, nil
 		}),
 		"tokenState": func(_ safejs.Value, args []safejs.Value) any {
 			grant, _ := stringArg(args, 0, "grant")
-			return stateJS(c.Tokens().State(grant))
+			return statesJS(c.Tokens().State(grant))
 		},
 		"tokenStates": func(safejs.Value, []safejs.Value) any {
-			var out []any
-			for _, st := range c.Tokens().States() {
-				out = append(out, stateJS(st))
+			states := c.Tokens().States()
+			if len(states) == 1 {
+				return "[" + statesJS(states...) + "]"
 			}
-			return out
+			return statesJS(states...)
+		},
+
+		// check(): voxgate.js calls it on visibilitychange, focus, online and pageshow.
+		"check": func(safejs.Value, []safejs.Value) any {
+			c.Check()
+			return nil
+		},
+		// adopt(json): a token another tab published, from voxgate.js's BroadcastChannel.
+		"adopt": func(_ safejs.Value, args []safejs.Value) any {
+			if text, err := stringArg(args, 0, "token"); err == nil && b.tabs != nil {
+				b.tabs.Receive(text)
+			}
+			return nil
 		},
 		"close": func(safejs.Value, []safejs.Value) any {
 			b.close()
@@ -262,7 +281,7 @@ func (b *bridge) event(ev client.Event) {
 	detail := map[string]any{"grant": nil, "reason": nil, "state": nil, "error": nil}
 	if ev.Grant != "" {
 		detail["grant"] = ev.Grant
-		detail["state"] = stateJS(ev.State)
+		detail["state"] = statesJS(ev.State)
 	}
 	if ev.Reason != "" {
 		detail["reason"] = ev.Reason
@@ -270,6 +289,7 @@ func (b *bridge) event(ev client.Event) {
 	if ev.Err != nil {
 		detail["error"] = jsError{ev.Err}.JSValue()
 	}
+
 	_, _ = b.onEvent.Invoke(ev.Type, detail)
 }
 
@@ -378,34 +398,60 @@ func (e jsError) JSValue() any {
 	return v
 }
 
-// stateJS is a tracker.State as the TokenState object of voxgate.d.ts.
-func stateJS(s tracker.State) map[string]any {
-	v := map[string]any{
-		"grant":           s.Grant,
-		"valid":           s.Valid,
-		"expiresAt":       millis(s.ExpiresAt),
-		"serverExpiresAt": millis(s.ServerExpiresAt),
-		"remainingMs":     s.Remaining.Milliseconds(),
-		"lifetimeMs":      s.Lifetime.Milliseconds(),
-		"marginMs":        s.Margin.Milliseconds(),
-		"refreshes":       s.Refreshes,
-		"refreshing":      s.Refreshing,
-		"lastRefreshAt":   millis(s.LastRefreshAt),
-		"clockOffsetMs":   s.ClockOffset.Milliseconds(),
-		"lastError":       nil,
-	}
-	if e := s.LastError; e != nil {
-		v["lastError"] = map[string]any{"code": e.Code, "message": e.Message}
-	}
-	return v
+// tokenState is a tracker.State as the TokenState object of voxgate.d.ts. States travel as
+// JSON text that voxgate.js parses: encoding a struct is much smaller in wasm than setting
+// each field of a JavaScript object.
+type tokenState struct {
+	Grant           string      `json:"grant"`
+	Valid           bool        `json:"valid"`
+	ExpiresAt       *int64      `json:"expiresAt"`
+	ServerExpiresAt *int64      `json:"serverExpiresAt"`
+	RemainingMs     int64       `json:"remainingMs"`
+	LifetimeMs      int64       `json:"lifetimeMs"`
+	MarginMs        int64       `json:"marginMs"`
+	Refreshes       int         `json:"refreshes"`
+	Refreshing      bool        `json:"refreshing"`
+	LastRefreshAt   *int64      `json:"lastRefreshAt"`
+	ClockOffsetMs   int64       `json:"clockOffsetMs"`
+	Adopted         int         `json:"adopted"`
+	BackoffMs       int64       `json:"backoffMs"`
+	LastError       *stateError `json:"lastError"`
 }
 
-// millis is t in Unix milliseconds, or null for the zero time.
-func millis(t time.Time) any {
+type stateError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// statesJS encodes one state (one argument) or a list of them as JSON text.
+func statesJS(states ...tracker.State) string {
+	out := make([]tokenState, len(states))
+	for i, s := range states {
+		out[i] = tokenState{Grant: s.Grant, Valid: s.Valid, ExpiresAt: millis(s.ExpiresAt),
+			ServerExpiresAt: millis(s.ServerExpiresAt), RemainingMs: s.Remaining.Milliseconds(),
+			LifetimeMs: s.Lifetime.Milliseconds(), MarginMs: s.Margin.Milliseconds(),
+			Refreshes: s.Refreshes, Refreshing: s.Refreshing, LastRefreshAt: millis(s.LastRefreshAt),
+			ClockOffsetMs: s.ClockOffset.Milliseconds(), Adopted: s.Adopted,
+			BackoffMs: s.Backoff.Milliseconds()}
+		if e := s.LastError; e != nil {
+			out[i].LastError = &stateError{Code: e.Code, Message: e.Message}
+		}
+	}
+	var v any = out
+	if len(out) == 1 {
+		v = out[0]
+	}
+	text, _ := json.Marshal(v) // plain fields: cannot fail
+	return string(text)
+}
+
+// millis is t in Unix milliseconds, or nil (null) for the zero time.
+func millis(t time.Time) *int64 {
 	if t.IsZero() {
 		return nil
 	}
-	return t.UnixMilli()
+	ms := t.UnixMilli()
+	return &ms
 }
 
 // arg returns args[i], or undefined.

@@ -12,6 +12,11 @@
 //	onEvent  function(type, detail), called for every client event
 //	ready    function(api), called once the API object exists
 //	fail     function(message), called when the module cannot start
+//	lock     optional function(grant) -> Promise<release | null>: the cross-tab lock
+//	publish  optional function(json): hands a new token's metadata to the other tabs
+//
+// With lock present the client shares refreshes between tabs (client.Tabs); voxgate.js
+// passes other tabs' tokens to api.adopt(json) and page events to api.check().
 //
 // The module then waits until api.close() is called, releases every function it handed
 // out and exits.
