@@ -90,10 +90,10 @@ func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
 			"the upstream token does not fit in a cookie")
 		return
 	}
-	// What the token really has left (the minter takes off what Cartesia's whole-second
-	// expiry may cost), in whole seconds rounded down: the cookie and the client's
-	// tracker must both give up on the token before Cartesia does.
-	secs := max(int(tok.ExpiresAt.Sub(s.cfg.Now())/time.Second), 1)
+	// The usable life: what was asked less what Cartesia's whole-second expiry may cost.
+	// Clients count it from before they sent their request, which is before the minter's
+	// own stopwatch started, so they give up on the token no later than tok.ExpiresAt.
+	secs := max(int((ttl-token.ExpiryResolution)/time.Second), 1)
 	http.SetCookie(w, newCookie(seal.CookieName(grant), value, time.Duration(secs)*time.Second))
 
 	s.log.Info("token_minted", "user", sess.User, "grant", string(grant), "ttl_s", secs,
