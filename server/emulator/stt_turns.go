@@ -132,22 +132,14 @@ type sttTurnEvent struct {
 
 // sttTurns serves WSS /stt/turns/websocket.
 func (e *Emulator) sttTurns(c *call) {
-	p, perr := parseSTTTurns(c.r.URL.Query())
-	limit := int64(sttMinReadLimit)
-	if perr == nil {
-		limit = sttFrameLimit(p.Encoding, p.SampleRate)
-	}
-	s := e.sttAccept(c, limit)
+	s, p := e.sttOpen(c, parseSTTTurns)
 	if s == nil {
 		return
 	}
 	defer s.finish()
-	if perr != nil {
-		s.fail(perr)
+	if p == nil {
 		return
 	}
-	c.logAttrs = append(c.logAttrs, slog.String("model", p.Model),
-		slog.String("encoding", p.Encoding), slog.Int("sample_rate", p.SampleRate))
 
 	ts := &sttTurnStream{s: s, l: newSTTListener(p.Encoding, p.SampleRate, p.MinVolume)}
 	if s.send(sttSignal{Type: "connected", RequestID: c.id}) != nil {

@@ -700,6 +700,31 @@ type sttConn struct {
 	closeReason string
 }
 
+// sttOpen parses an STT socket's query with parse and accepts the socket, with a read
+// limit that fits the declared audio (the minimum when the query is bad). A bad query is
+// answered on the open socket as an error event, as Cartesia does, and comes back as a nil
+// *sttParams; a refused upgrade comes back as a nil *sttConn. The caller defers finish
+// whenever the socket is not nil.
+func (e *Emulator) sttOpen(c *call,
+	parse func(url.Values) (*sttParams, *apiError)) (*sttConn, *sttParams) {
+	p, perr := parse(c.r.URL.Query())
+	limit := int64(sttMinReadLimit)
+	if perr == nil {
+		limit = sttFrameLimit(p.Encoding, p.SampleRate)
+	}
+	s := e.sttAccept(c, limit)
+	if s == nil {
+		return nil, nil
+	}
+	if perr != nil {
+		s.fail(perr)
+		return s, nil
+	}
+	c.logAttrs = append(c.logAttrs, slog.String("model", p.Model),
+		slog.String("encoding", p.Encoding), slog.Int("sample_rate", p.SampleRate))
+	return s, p
+}
+
 // sttAccept upgrades the call to a WebSocket whose messages may be up to limit bytes,
 // through the emulator's shared acceptWebSocket (tts_ws.go: 426 without a handshake, any
 // origin). It returns nil when the upgrade failed, which has been answered already.
@@ -809,22 +834,14 @@ func (s *sttConn) finish() {
 
 // sttWebSocket serves WSS /stt/websocket (reference §5.1).
 func (e *Emulator) sttWebSocket(c *call) {
-	p, perr := parseSTTStream(c.r.URL.Query())
-	limit := int64(sttMinReadLimit)
-	if perr == nil {
-		limit = sttFrameLimit(p.Encoding, p.SampleRate)
-	}
-	s := e.sttAccept(c, limit)
+	s, p := e.sttOpen(c, parseSTTStream)
 	if s == nil {
 		return
 	}
 	defer s.finish()
-	if perr != nil {
-		s.fail(perr)
+	if p == nil {
 		return
 	}
-	c.logAttrs = append(c.logAttrs, slog.String("model", p.Model),
-		slog.String("encoding", p.Encoding), slog.Int("sample_rate", p.SampleRate))
 
 	st := &sttStream{s: s, p: p, l: newSTTListener(p.Encoding, p.SampleRate, p.MinVolume)}
 	st.run()
