@@ -4,9 +4,13 @@
 // Cartesia-Version handling, error shapes, TTS); its speech is the tone code of package
 // tonecode, so whatever it "says" can be decoded back to the exact transcript.
 //
-// Routes: GET / (no auth), POST /access-token (API key only), POST /tts/bytes (API key,
-// or an access token with the tts grant). Each route family lives in its own file and
-// shares the request plumbing in call.go, auth.go and errors.go.
+// Routes: GET / (no auth); POST /access-token (API key only); with the API key or an
+// access token carrying the route's grant: POST /tts/bytes and /tts/sse and WSS
+// /tts/websocket (tts), WSS /stt/websocket and /stt/turns/websocket, POST /stt and
+// /audio/transcriptions (stt), WSS /agents/stream/{agent_id} (agent). WebSockets also take
+// the credential from the access_token (or api_key) query, as browsers must. Each route
+// family lives in its own file and shares the request plumbing in call.go, auth.go and
+// errors.go.
 //
 // Where Cartesia's behaviour is undocumented the emulator makes a documented choice:
 //
