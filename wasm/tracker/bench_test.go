@@ -11,7 +11,7 @@ import (
 func BenchmarkEnsureFreshToken(b *testing.B) {
 	clock := NewFakeClock(time.Unix(1_800_000_000, 0))
 	tr := New(Options{
-		Clock: clock,
+		Clock:   clock,
 		Refresh: fiveMinuteTokens(clock),
 	})
 	defer tr.Close()
@@ -33,7 +33,7 @@ func BenchmarkEnsureFreshToken(b *testing.B) {
 func BenchmarkEnsureConcurrentFreshToken(b *testing.B) {
 	clock := NewFakeClock(time.Unix(1_800_000_000, 0))
 	tr := New(Options{
-		Clock: clock,
+		Clock:   clock,
 		Refresh: fiveMinuteTokens(clock),
 	})
 	defer tr.Close()
