@@ -352,3 +352,23 @@ func messageOf(body string) string {
 	_ = json.Unmarshal([]byte(body), &b)
 	return b.Error.Message
 }
+
+// TestRepeatedContentTypeIsRefused: the media-type check reads one value, and the proxy
+// would forward every value, so upstream could parse the body as a type nobody checked
+// (second attack round).
+func TestRepeatedContentTypeIsRefused(t *testing.T) {
+	h := newHarness(t)
+	sess := h.login("alice", "alice-pw")
+	_, tts := h.mint(sess, `{"grant":"tts"}`)
+
+	for _, path := range []string{"/api/token", "/cartesia/tts/bytes", "/cartesia/tts/sse"} {
+		r := h.do(req{path: path, body: `{"grant":"tts"}`,
+			extra: http.Header{"Content-Type": {"text/plain"}}, cookies: []*http.Cookie{sess, tts}})
+		if r.status != http.StatusUnsupportedMediaType || r.code() != "unsupported_media_type" {
+			t.Errorf("%s with two Content-Types: %d %s, want 415", path, r.status, r.body)
+		}
+	}
+	if n := len(h.up.callsTo("/tts/bytes")) + len(h.up.callsTo("/tts/sse")); n != 0 {
+		t.Errorf("upstream saw %d calls", n)
+	}
+}

@@ -115,6 +115,13 @@ func (s *server) checkMediaType(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 
+	// One Content-Type only: the check reads one value, and forwarding several would let
+	// upstream parse the body as a type nobody checked.
+	if len(r.Header.Values("Content-Type")) > 1 {
+		reply.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"send exactly one Content-Type header")
+		return false
+	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" && r.ContentLength == 0 {
 		return true
@@ -122,11 +129,15 @@ func (s *server) checkMediaType(w http.ResponseWriter, r *http.Request) bool {
 	if isJSON(ct) {
 		return true
 	}
-	if s.uploadRoutes[s.routeOf(r)] && isMultipart(ct) {
+	upload := s.uploadRoutes[s.routeOf(r)]
+	if upload && isMultipart(ct) {
 		return true
 	}
-	reply.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
-		"request bodies must be application/json")
+	msg := "request bodies must be application/json"
+	if upload {
+		msg = "uploads must be multipart/form-data with a boundary (or application/json)"
+	}
+	reply.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", msg)
 	return false
 }
 

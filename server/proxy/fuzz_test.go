@@ -59,7 +59,7 @@ func newFuzzProxy(f *testing.F) *fuzzProxy {
 		f.Fatal(err)
 	}
 	sess, err := sessions.Create(session.User{Name: "alice", Grants: token.Grants(),
-		MaxTTL: time.Hour})
+		MaxTTL: time.Hour, Agents: []string{session.AnyAgent}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func newHarness(t *testing.T, cfg func(*proxy.Config)) *harness {
 		t.Fatal(err)
 	}
 	h.sess, _ = h.sessions.Create(session.User{Name: "alice", Grants: token.Grants(),
-		MaxTTL: time.Hour})
+		MaxTTL: time.Hour, Agents: []string{session.AnyAgent}})
 
 	h.front = httptest.NewUnstartedServer(nil)
 	h.origin = "http://" + h.front.Listener.Addr().String()

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/voxgate/voxgate/server/token"
 	"golang.org/x/time/rate"
 )
 
@@ -138,8 +140,12 @@ type relay struct {
 	p                *Proxy
 	client, upstream *websocket.Conn
 	limits           WebSocketLimits
-	rate             *rate.Limiter
-	idle             *time.Timer
+	// secret is the token the upstream leg was dialled with: scrubbed from anything
+	// upstream says that the proxy itself passes on (close reasons), so that a quoting
+	// upstream cannot hand it to page JavaScript.
+	secret string
+	rate   *rate.Limiter
+	idle   *time.Timer
 
 	bytesUp, bytesDown atomic.Int64
 
@@ -148,9 +154,9 @@ type relay struct {
 	done chan struct{}
 }
 
-func newRelay(p *Proxy, client, upstream *websocket.Conn) *relay {
+func newRelay(p *Proxy, client, upstream *websocket.Conn, secret string) *relay {
 	l := p.cfg.WebSocket
-	rl := &relay{p: p, client: client, upstream: upstream, limits: l,
+	rl := &relay{p: p, client: client, upstream: upstream, limits: l, secret: secret,
 		rate: rate.NewLimiter(rate.Limit(l.MessageRate), l.MessageBurst),
 		done: make(chan struct{})}
 	rl.idle = time.AfterFunc(l.Idle, func() { rl.stop(endIdle) })
@@ -212,7 +218,7 @@ func (rl *relay) pump(src, dst *websocket.Conn, fromClient bool) {
 		// the close handshake run is about to perform.
 		typ, msg, err := src.Read(context.Background())
 		if err != nil {
-			rl.stop(readEnded(fromClient, err))
+			rl.stop(rl.scrub(readEnded(fromClient, err)))
 			return
 		}
 		if fromClient && !rl.rate.AllowN(rl.p.cfg.Now(), 1) {
@@ -234,6 +240,15 @@ func (rl *relay) pump(src, dst *websocket.Conn, fromClient bool) {
 			rl.bytesDown.Add(int64(len(msg)))
 		}
 	}
+}
+
+// scrub removes the upstream token (and any "Bearer ...") from the close reason the
+// browser will read.
+func (rl *relay) scrub(e ending) ending {
+	if e.client.reason != "" {
+		e.client.reason = cleanReason(token.Redact(e.client.reason, rl.secret))
+	}
+	return e
 }
 
 // readEnded decides the ending when a read from one leg fails.

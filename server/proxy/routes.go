@@ -3,9 +3,9 @@ package proxy
 import (
 	"mime"
 	"net/http"
-	"regexp"
 	"strings"
 
+	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
 
@@ -76,12 +76,10 @@ func (rt Route) responseType(values []string) string {
 }
 
 // AgentID is what an agent id must look like before it becomes part of an upstream path:
-// no slash, dot, percent sign or anything else that could change the path's meaning.
-//
-// Limitation: any well-formed agent id passes for a user with the agent grant; there is
-// no per-user list of agent ids yet (the users file has no field for one), so which
-// agents a token may call is limited only by what Cartesia's agent grant allows.
-var AgentID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+// no slash, dot, percent sign or anything else that could change the path's meaning. It
+// is session.AgentID, the pattern the users file's agent lists are checked against, so
+// that a listed id and a requested one can never disagree on form.
+var AgentID = session.AgentID
 
 // agentWildcard is the path wildcard holding the agent id, in Path and Upstream.
 const agentWildcard = "agent_id"

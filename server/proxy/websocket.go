@@ -123,7 +123,7 @@ func (c *call) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	path, ok := c.upstreamPath(w, r)
+	path, ok := c.upstreamPath(w, r, sess)
 	if !ok {
 		return
 	}
@@ -236,8 +236,11 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// upstreamPath is the route's upstream path with its agent id, if any, checked.
-func (c *call) upstreamPath(w http.ResponseWriter, r *http.Request) (string, bool) {
+// upstreamPath is the route's upstream path with its agent id, if any, checked: first its
+// form, then the session's agent list from the users file. Both refusals happen before
+// any dial, so a forbidden agent never sees a handshake.
+func (c *call) upstreamPath(w http.ResponseWriter, r *http.Request,
+	sess session.Session) (string, bool) {
 	wild := "{" + agentWildcard + "}"
 	if !strings.Contains(c.rt.Upstream, wild) {
 		return c.rt.Upstream, true
@@ -246,6 +249,16 @@ func (c *call) upstreamPath(w http.ResponseWriter, r *http.Request) (string, boo
 	if !AgentID.MatchString(id) {
 		c.fail(w, http.StatusBadRequest, "bad_request",
 			"an agent id is 1 to 128 letters, digits, '_' or '-'")
+		return "", false
+	}
+
+	if !sess.AllowsAgent(id) {
+		// The id matched AgentID, so it is safe to log; it says which agent was probed.
+		c.p.cfg.Logger.Warn("security_rejected", "reason", "agent_forbidden",
+			"route", r.URL.Path, "remote", r.RemoteAddr, "user", sess.User,
+			"session", session.Fingerprint(sess.ID), "agent", id)
+		c.fail(w, http.StatusForbidden, "grant_forbidden",
+			"your account may not call this agent")
 		return "", false
 	}
 	return strings.Replace(c.rt.Upstream, wild, id, 1), true
@@ -327,7 +340,7 @@ func (c *call) relayRefusal(w http.ResponseWriter, resp *http.Response) {
 // session so that sign-out can end it, and records how it ended.
 func (c *call) relay(sessionID string, client, up *websocket.Conn) {
 	client.SetReadLimit(c.p.cfg.WebSocket.ClientReadLimit)
-	rl := newRelay(c.p, client, up)
+	rl := newRelay(c.p, client, up, c.secret)
 
 	c.p.streams.track(sessionID, rl)
 	defer c.p.streams.untrack(sessionID, rl)

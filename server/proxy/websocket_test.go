@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -329,6 +330,11 @@ func TestWebSocketUpstreamCloseReachesTheBrowser(t *testing.T) {
 		{"abrupt drop becomes 1011", func(c *websocket.Conn) {
 			_ = c.CloseNow()
 		}, closed{code: 1011}, "upstream connection lost"},
+		// An upstream that quotes the credential in its close reason must not hand the
+		// token to page JavaScript (CloseEvent.reason); found by the second attack round.
+		{"a quoted token is scrubbed", func(c *websocket.Conn) {
+			_ = c.Close(4001, "bad "+upstreamToken+" from Bearer "+upstreamToken)
+		}, closed{4001, "bad [REDACTED] from Bearer [REDACTED]"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -930,5 +936,106 @@ func TestWebSocketLogsOneEventPerStream(t *testing.T) {
 		if strings.Contains(h.logText(), secret) {
 			t.Errorf("the log contains %q", secret)
 		}
+	}
+}
+
+// agentSession signs in a user whose users-file agent list is agents, and returns cookies
+// for its session and a live agent token.
+func (h *harness) agentSession(name string, agents []string) []*http.Cookie {
+	h.t.Helper()
+	s, err := h.sessions.Create(session.User{Name: name, Grants: token.Grants(),
+		MaxTTL: time.Hour, Agents: agents})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	v, err := h.sealer.Seal(s.ID, token.Token{Value: token.NewValue(upstreamToken),
+		Grant: token.Agent, ExpiresAt: h.clk.Now().Add(time.Minute)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return []*http.Cookie{{Name: session.CookieName, Value: s.ID},
+		{Name: seal.CookieName(token.Agent), Value: v}}
+}
+
+// agentForbiddenEvents returns "user/agent" for each agent_forbidden event logged so far.
+func (h *harness) agentForbiddenEvents() []string {
+	h.t.Helper()
+	var ids []string
+	for line := range strings.SplitSeq(strings.TrimSpace(h.logText()), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev struct{ Msg, Reason, Agent, User string }
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			h.t.Fatalf("log line %q: %v", line, err)
+		}
+		if ev.Msg == "security_rejected" && ev.Reason == "agent_forbidden" {
+			ids = append(ids, ev.User+"/"+ev.Agent)
+		}
+	}
+	return ids
+}
+
+func TestAgentListRefusesOtherAgentsBeforeDial(t *testing.T) {
+	h := newHarness(t, nil)
+	h.wsUpstream(echo)
+	carol := h.agentSession("carol", []string{"a1", "support_2"})
+	nobody := h.agentSession("dave", nil)
+
+	tests := []struct {
+		name    string
+		cookies []*http.Cookie
+		agent   string
+		status  int
+		code    string
+	}{
+		{"unlisted id", carol, "a2", 403, "grant_forbidden"},
+		{"listed id with a suffix", carol, "a1x", 403, "grant_forbidden"},
+		{"listed id in another case", carol, "A1", 403, "grant_forbidden"},
+		{"star as an id", carol, "*", 400, "bad_request"},
+		{"malformed id is a bad request first", carol, "a.b", 400, "bad_request"},
+		{"user without an agent list", nobody, "a1", 403, "grant_forbidden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, code := h.refused("/cartesia/agents/stream/"+tt.agent, nil, tt.cookies...)
+			if status != tt.status || code != tt.code {
+				t.Errorf("got %d %s, want %d %s", status, code, tt.status, tt.code)
+			}
+		})
+	}
+
+	if n := len(h.upstreamSaw()); n != 0 {
+		t.Errorf("upstream saw %d handshakes for forbidden agents", n)
+	}
+	want := []string{"carol/a2", "carol/a1x", "carol/A1", "dave/a1"}
+	if got := h.agentForbiddenEvents(); !slices.Equal(got, want) {
+		t.Errorf("agent_forbidden events %q, want %q", got, want)
+	}
+}
+
+func TestAgentListAdmitsListedAgents(t *testing.T) {
+	h := newHarness(t, nil)
+	up := h.wsUpstream(echo)
+	carol := h.agentSession("carol", []string{"a1", "support_2"})
+
+	c, _, err := h.dialWS("/cartesia/agents/stream/support_2", nil, carol...)
+	if err != nil {
+		t.Fatalf("dial a listed agent: %v", err)
+	}
+	writeWithin(t, c, websocket.MessageText, []byte("hi"))
+	if _, msg, err := readWithin(t, c); err != nil || string(msg) != "echo:hi" {
+		t.Fatalf("echo: %q %v", msg, err)
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "")
+	up.next(t)
+
+	hs := h.upstreamSaw()
+	if len(hs) != 1 {
+		t.Fatalf("upstream saw %d handshakes, want 1", len(hs))
+	}
+	checkHandshake(t, hs[0], "/agents/stream/support_2", "")
+	if got := h.agentForbiddenEvents(); len(got) != 0 {
+		t.Errorf("agent_forbidden events for a listed agent: %q", got)
 	}
 }

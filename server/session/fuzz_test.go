@@ -18,9 +18,11 @@ import (
 const fuzzHash = "$2a$04$Pg6lmt019UxlAIP4yQk0n.mOpMBtGZ641KmIZ6QYJxi1CmYn2IK4m"
 
 // FuzzParseUsers: whatever the users file says, every user it yields has a usable bcrypt
-// hash, a safe name, a non-empty set of known grants without repeats and a whole-second
-// lifetime within Cartesia's range that is exactly the one the line wrote, and the
-// directory accepts the result.
+// hash, a safe name, a non-empty set of known grants without repeats, a whole-second
+// lifetime within Cartesia's range that is exactly the one the line wrote, and an agent
+// list that is exactly [*] (when the line wrote `*` or nothing) or exactly the ids the line
+// wrote, each well-formed, unrepeated and admitted, held only by users with the agent
+// grant; and the directory accepts the result.
 func FuzzParseUsers(f *testing.F) {
 	if _, err := bcrypt.Cost([]byte(fuzzHash)); err != nil {
 		f.Fatal(err)
@@ -41,6 +43,17 @@ func FuzzParseUsers(f *testing.F) {
 		"x:" + fuzzHash + ":tts,tts",
 		"\xff:" + fuzzHash,
 		"name:" + fuzzHash + ":tts:60:extra",
+		"kim:" + fuzzHash + ":agent:60:a1, b_2 ,C-3",
+		"leo:" + fuzzHash + ":::*",
+		"mia:" + fuzzHash + "::: * ",
+		"ned:" + fuzzHash + ":tts,agent::",
+		"oli:" + fuzzHash + ":::a1,,a2",
+		"pam:" + fuzzHash + ":::a1,a1",
+		"quin:" + fuzzHash + ":::*,a1",
+		"rue:" + fuzzHash + ":::a.b",
+		"uma:" + fuzzHash + ":::" + fuzzHash,
+		"sam:" + fuzzHash + ":tts::a1",
+		"tom:" + fuzzHash + ":agent:60:a1:extra",
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -89,19 +102,51 @@ func FuzzParseUsers(f *testing.F) {
 				t.Fatalf("user %q has max TTL %v", u.Name, u.MaxTTL)
 			}
 			parts := strings.Split(lines[u.Name], ":")
-			if len(parts) == 4 && parts[3] != "" {
+			if len(parts) >= 4 && parts[3] != "" {
 				n, err := strconv.ParseInt(parts[3], 10, 64)
 				if err != nil || time.Duration(n)*time.Second != u.MaxTTL ||
 					n != int64(u.MaxTTL/time.Second) {
 					t.Fatalf("user %q: max_ttl %q became %v", u.Name, parts[3], u.MaxTTL)
 				}
 			}
+			checkAgents(t, u, parts)
 		}
 
 		if _, err := NewDirectory(users); err != nil {
 			t.Fatalf("NewDirectory refused what ParseUsers accepted: %v", err)
 		}
 	})
+}
+
+// checkAgents holds FuzzParseUsers's agent-list invariants for u, parsed from the line
+// split into parts.
+func checkAgents(t *testing.T, u User, parts []string) {
+	t.Helper()
+	want := []string{AnyAgent}
+	if len(parts) == 5 && parts[4] != "" && strings.TrimSpace(parts[4]) != AnyAgent {
+		want = nil
+		for f := range strings.SplitSeq(parts[4], ",") {
+			want = append(want, strings.TrimSpace(f))
+		}
+	}
+	if !slices.Equal(u.Agents, want) {
+		t.Fatalf("user %q: agents field became %q, want %q", u.Name, u.Agents, want)
+	}
+	if u.AllowsAgent(AnyAgent) || u.AllowsAgent("") {
+		t.Fatalf("user %q admits a malformed agent id", u.Name)
+	}
+	if slices.Equal(u.Agents, []string{AnyAgent}) {
+		return
+	}
+
+	if !u.Allows(token.Agent) {
+		t.Fatalf("user %q has agents %q but no agent grant", u.Name, u.Agents)
+	}
+	for i, id := range u.Agents {
+		if !AgentID.MatchString(id) || slices.Contains(u.Agents[:i], id) || !u.AllowsAgent(id) {
+			t.Fatalf("user %q has agents %q", u.Name, u.Agents)
+		}
+	}
 }
 
 // FuzzSessionLookup: a session id from a cookie finds a session only if the store

@@ -86,6 +86,7 @@ func (m *Memory) Create(u User) (Session, error) {
 		User:           u.Name,
 		Grants:         slices.Clone(u.Grants),
 		MaxTTL:         u.MaxTTL,
+		Agents:         slices.Clone(u.Agents),
 		Created:        now,
 		LastSeen:       now,
 		AbsoluteExpiry: now.Add(m.absolute),
@@ -127,6 +128,7 @@ func (m *Memory) lookup(id string, touch bool) (Session, error) {
 	}
 	s := rec.s
 	s.Grants = slices.Clone(s.Grants)
+	s.Agents = slices.Clone(s.Agents)
 	return s, nil
 }
 

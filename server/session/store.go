@@ -36,10 +36,12 @@ var (
 // Session is a snapshot of one signed-in user's session.
 type Session struct {
 	// ID is the secret that the session cookie carries. Never log it; use Fingerprint.
-	ID       string
-	User     string
-	Grants   []token.Grant
-	MaxTTL   time.Duration
+	ID     string
+	User   string
+	Grants []token.Grant
+	MaxTTL time.Duration
+	// Agents is the user's agent list at sign-in (see User.Agents).
+	Agents   []string
 	Created  time.Time
 	LastSeen time.Time
 	// ExpiresAt is when the session ends if it is not used again: the earlier of the
@@ -51,6 +53,9 @@ type Session struct {
 
 // Allows reports whether the session's user may mint tokens for g.
 func (s Session) Allows(g token.Grant) bool { return slices.Contains(s.Grants, g) }
+
+// AllowsAgent reports whether the session's user may call agent id (see User.AllowsAgent).
+func (s Session) AllowsAgent(id string) bool { return agentAllowed(s.Agents, id) }
 
 // Store keeps sessions server-side. Implementations enforce the idle and absolute
 // timeouts in Get and Touch: an expired session is reported as ErrExpired and removed.

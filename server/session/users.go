@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,22 +22,54 @@ import (
 // some implementations, so they are refused outright.
 const maxPasswordLen = 72
 
-// User is one account: a name, a bcrypt hash, the grants it may mint and the longest token
-// lifetime it may ask for.
+// AnyAgent, as the whole agent list, lets a user call every well-formed agent id.
+const AnyAgent = "*"
+
+// AgentID is what an agent id must look like, in the users file and before it becomes part
+// of an upstream path: no slash, dot, percent sign or anything else that could change the
+// path's meaning. Package proxy checks request paths against this same pattern.
+var AgentID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// User is one account: a name, a bcrypt hash, the grants it may mint, the longest token
+// lifetime it may ask for and the agent ids the proxy lets it call.
 type User struct {
 	Name   string
 	Grants []token.Grant
 	MaxTTL time.Duration
+	// Agents lists the agent ids the user may call, or is exactly [AnyAgent]. Empty lets
+	// the user call no agent at all: a User built without a policy fails closed.
+	Agents []string
 	hash   []byte
 }
 
 // Allows reports whether the user may mint tokens for g.
 func (u User) Allows(g token.Grant) bool { return slices.Contains(u.Grants, g) }
 
-// ParseUsers reads a users file: one `name:bcrypt-hash[:grants[:max_ttl]]` per line, where
-// grants is a comma-separated subset of tts,stt,agent (empty: all three) and max_ttl is
-// whole seconds from 2 to 3600 (empty: 3600). Blank lines and lines starting with # are
-// skipped. Errors name the line; a name that appears twice is an error.
+// AllowsAgent reports whether id is a well-formed agent id (see AgentID) that the user's
+// agent list admits. It does not check the agent grant; see Allows.
+func (u User) AllowsAgent(id string) bool { return agentAllowed(u.Agents, id) }
+
+// agentAllowed is the agent-list check shared by User and Session. The form is checked
+// here too, so that "*" or a malformed id is never admitted by a caller that forgot to.
+func agentAllowed(agents []string, id string) bool {
+	if !AgentID.MatchString(id) {
+		return false
+	}
+	return isAnyAgent(agents) || slices.Contains(agents, id)
+}
+
+// isAnyAgent reports whether an agent list is exactly [AnyAgent].
+func isAnyAgent(agents []string) bool { return len(agents) == 1 && agents[0] == AnyAgent }
+
+// anyAgent is a fresh [AnyAgent] list, so that no two users share a backing array.
+func anyAgent() []string { return []string{AnyAgent} }
+
+// ParseUsers reads a users file: one `name:bcrypt-hash[:grants[:max_ttl[:agents]]]` per
+// line, where grants is a comma-separated subset of tts,stt,agent (empty: all three),
+// max_ttl is whole seconds from 2 to 3600 (empty: 3600) and agents is a comma-separated
+// list of agent ids matching AgentID, or `*` for any (empty: `*`). Blank lines and lines
+// starting with # are skipped. Errors name the line and never quote the hash; a name that
+// appears twice is an error.
 func ParseUsers(r io.Reader) ([]User, error) {
 	var users []User
 	seen := map[string]int{}
@@ -81,8 +114,8 @@ func LoadUsersFile(path string) ([]User, error) {
 // parseUserLine parses one non-comment line. Error texts never echo the hash.
 func parseUserLine(line string) (User, error) {
 	parts := strings.Split(line, ":")
-	if len(parts) < 2 || len(parts) > 4 {
-		return User{}, errors.New("want name:bcrypt-hash[:grants[:max_ttl]]")
+	if len(parts) < 2 || len(parts) > 5 {
+		return User{}, errors.New("want name:bcrypt-hash[:grants[:max_ttl[:agents]]]")
 	}
 
 	// The name is not echoed: a line that lacks it starts with the hash (found by
@@ -94,11 +127,16 @@ func parseUserLine(line string) (User, error) {
 	}
 
 	hash := []byte(parts[1])
-	if _, err := bcrypt.Cost(hash); err != nil {
+	cost, err := bcrypt.Cost(hash)
+	if err != nil {
 		return User{}, fmt.Errorf("user %q: the second field is not a bcrypt hash", name)
 	}
+	if cost > MaxBcryptCost {
+		return User{}, fmt.Errorf("user %q: bcrypt cost %d is over %d", name, cost, MaxBcryptCost)
+	}
 
-	u := User{Name: name, Grants: token.Grants(), MaxTTL: token.MaxTTL, hash: hash}
+	u := User{Name: name, Grants: token.Grants(), MaxTTL: token.MaxTTL, Agents: anyAgent(),
+		hash: hash}
 	if len(parts) >= 3 && parts[2] != "" {
 		grants, err := parseGrants(parts[2])
 		if err != nil {
@@ -106,7 +144,7 @@ func parseUserLine(line string) (User, error) {
 		}
 		u.Grants = grants
 	}
-	if len(parts) == 4 && parts[3] != "" {
+	if len(parts) >= 4 && parts[3] != "" {
 		// The range is checked on the seconds, before converting: a huge count times
 		// time.Second wraps around and could land inside the range (found by
 		// FuzzParseUsers).
@@ -114,12 +152,51 @@ func parseUserLine(line string) (User, error) {
 		ttl := time.Duration(secs) * time.Second
 		if err != nil || secs < int(token.MinTTL/time.Second) ||
 			secs > int(token.MaxTTL/time.Second) {
-			return User{}, fmt.Errorf("user %q: max_ttl %q is not whole seconds from %d to %d",
-				name, parts[3], int(token.MinTTL.Seconds()), int(token.MaxTTL.Seconds()))
+			// The field is not quoted: a misplaced hash lands here (found by FuzzParseUsers).
+			return User{}, fmt.Errorf("user %q: max_ttl is not whole seconds from %d to %d",
+				name, int(token.MinTTL.Seconds()), int(token.MaxTTL.Seconds()))
 		}
 		u.MaxTTL = ttl
 	}
+	if len(parts) == 5 && parts[4] != "" {
+		agents, err := parseAgents(parts[4])
+		if err != nil {
+			return User{}, fmt.Errorf("user %q: %w", name, err)
+		}
+		// A list for a user who cannot mint agent tokens would never be consulted; it is
+		// almost certainly a grants field that forgot "agent", so say so.
+		if !isAnyAgent(agents) && !u.Allows(token.Agent) {
+			return User{}, fmt.Errorf("user %q: agent ids are listed but the agent grant "+
+				"is not", name)
+		}
+		u.Agents = agents
+	}
 	return u, nil
+}
+
+// parseAgents parses "a1,a2" or "*" into an agent list, refusing empty items, ids that do
+// not match AgentID, repeats, and "*" mixed with ids (which would silently mean any).
+func parseAgents(s string) ([]string, error) {
+	var out []string
+	for i, f := range strings.Split(s, ",") {
+		id := strings.TrimSpace(f)
+		switch {
+		case id == AnyAgent && strings.TrimSpace(s) == AnyAgent:
+			return anyAgent(), nil
+		case id == AnyAgent:
+			return nil, errors.New("agents: * means any agent and cannot be combined with ids")
+		case id == "":
+			return nil, errors.New("agents: empty agent id in the list")
+		case !AgentID.MatchString(id):
+			// Not quoted: a misplaced field could be the hash, and the position is enough.
+			return nil, fmt.Errorf("agents: item %d is not an agent id: 1 to 128 letters, "+
+				"digits, '_' or '-'", i+1)
+		case slices.Contains(out, id):
+			return nil, fmt.Errorf("agents: agent id %q listed twice", id)
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }
 
 // checkName keeps names to a conservative alphabet, so they are safe in logs and JSON.
@@ -171,12 +248,12 @@ func DemoUser(name, password string, cost int) (User, string, error) {
 	if err != nil {
 		return User{}, "", fmt.Errorf("session: hash demo password: %w", err)
 	}
-	return User{Name: name, Grants: token.Grants(), MaxTTL: token.MaxTTL, hash: hash},
-		password, nil
+	return User{Name: name, Grants: token.Grants(), MaxTTL: token.MaxTTL, Agents: anyAgent(),
+		hash: hash}, password, nil
 }
 
 // NewUser builds an account from a password, for programs and tests that have no users
-// file.
+// file. The account may call any agent id (AnyAgent).
 func NewUser(name, password string, grants []token.Grant, maxTTL time.Duration,
 	cost int) (User, error) {
 	if err := checkName(name); err != nil {
@@ -189,7 +266,8 @@ func NewUser(name, password string, grants []token.Grant, maxTTL time.Duration,
 	if err != nil {
 		return User{}, fmt.Errorf("session: new user %q: hash password: %w", name, err)
 	}
-	return User{Name: name, Grants: slices.Clone(grants), MaxTTL: maxTTL, hash: hash}, nil
+	return User{Name: name, Grants: slices.Clone(grants), MaxTTL: maxTTL, Agents: anyAgent(),
+		hash: hash}, nil
 }
 
 // Directory answers "who is this?" for sign-in. It is read-only after construction and
@@ -201,6 +279,12 @@ type Directory struct {
 	dummy []byte
 }
 
+// MaxBcryptCost is the highest bcrypt cost a users file may use. Every sign-in, and the
+// dummy comparison that keeps unknown names as slow as known ones, runs at the file's
+// highest cost: cost 24 would take hours per attempt and hang start-up (found by
+// FuzzParseUsers). 14 is already about a second on one core.
+const MaxBcryptCost = 14
+
 // NewDirectory indexes users by name; a name that appears twice is an error.
 func NewDirectory(users []User) (*Directory, error) {
 	d := &Directory{users: make(map[string]User, len(users))}
@@ -210,7 +294,7 @@ func NewDirectory(users []User) (*Directory, error) {
 		if _, dup := d.users[u.Name]; dup {
 			return nil, fmt.Errorf("session: user %q defined twice", u.Name)
 		}
-		if c, err := bcrypt.Cost(u.hash); err != nil {
+		if c, err := bcrypt.Cost(u.hash); err != nil || c > MaxBcryptCost {
 			return nil, fmt.Errorf("session: user %q has no usable password hash", u.Name)
 		} else if c > cost {
 			cost = c
