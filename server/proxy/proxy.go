@@ -231,19 +231,29 @@ func (c *call) log(r *http.Request) {
 	c.p.cfg.Logger.Info("proxy", attrs...)
 }
 
+// takeSlot reserves one of the user's in-flight slots for the route's grant in s, or
+// answers 429 rate_limited with Retry-After and logs the refusal with reason.
+func (c *call) takeSlot(w http.ResponseWriter, r *http.Request, s *slots, user, reason,
+	msg string) (release func(), ok bool) {
+	release, ok = s.acquire(user, c.rt.Grant)
+	if !ok {
+		c.p.cfg.Logger.Warn("security_rejected", "reason", reason,
+			"route", r.URL.Path, "user", user, "grant", string(c.rt.Grant))
+		w.Header().Set("Retry-After", retryAfterCap)
+		c.fail(w, http.StatusTooManyRequests, "rate_limited", msg)
+	}
+	return release, ok
+}
+
 func (c *call) serve(w http.ResponseWriter, r *http.Request) {
 	sess, tok, ok := c.authorize(w, r)
 	if !ok {
 		return
 	}
 
-	release, ok := c.p.calls.acquire(sess.User, c.rt.Grant)
+	release, ok := c.takeSlot(w, r, c.p.calls, sess.User, "http_concurrency_cap",
+		fmt.Sprintf("too many %s calls in flight; wait for one to finish", c.rt.Grant))
 	if !ok {
-		c.p.cfg.Logger.Warn("security_rejected", "reason", "http_concurrency_cap",
-			"route", r.URL.Path, "user", sess.User, "grant", string(c.rt.Grant))
-		w.Header().Set("Retry-After", retryAfterCap)
-		c.fail(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf(
-			"too many %s calls in flight; wait for one to finish", c.rt.Grant))
 		return
 	}
 	defer release()

@@ -132,13 +132,9 @@ func (c *call) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	release, ok := c.p.streams.acquire(sess.User, c.rt.Grant)
+	release, ok := c.takeSlot(w, r, c.p.streams.slots, sess.User, "ws_concurrency_cap",
+		fmt.Sprintf("too many open %s WebSockets; close one first", c.rt.Grant))
 	if !ok {
-		c.p.cfg.Logger.Warn("security_rejected", "reason", "ws_concurrency_cap",
-			"route", r.URL.Path, "user", sess.User, "grant", string(c.rt.Grant))
-		w.Header().Set("Retry-After", retryAfterCap)
-		c.fail(w, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf(
-			"too many open %s WebSockets; close one first", c.rt.Grant))
 		return
 	}
 	defer release()
