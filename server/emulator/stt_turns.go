@@ -164,13 +164,8 @@ type sttTurnStream struct {
 // run serves the client's messages until the stream ends.
 func (ts *sttTurnStream) run() {
 	for {
-		m, ok := ts.s.next()
-		switch {
-		case !ok:
-			ts.s.idleClose()
-			return
-		case m.err != nil:
-			ts.s.clientGone(m.err)
+		m, ok := ts.s.receive()
+		if !ok {
 			return
 		}
 

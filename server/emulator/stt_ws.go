@@ -776,6 +776,21 @@ func (s *sttConn) next() (m sttMessage, ok bool) {
 	}
 }
 
+// receive is next for the serving loops: when the stream has ended instead (the idle time
+// passed, or the client went away) it records how and reports false.
+func (s *sttConn) receive() (sttMessage, bool) {
+	m, ok := s.next()
+	switch {
+	case !ok:
+		s.idleClose()
+		return m, false
+	case m.err != nil:
+		s.clientGone(m.err)
+		return m, false
+	}
+	return m, true
+}
+
 // idleClose ends the stream after the idle time (reference §5.1: 20 s without audio).
 func (s *sttConn) idleClose() {
 	s.closeReason = idleReason // shared with the other WebSockets (tts_ws.go)
@@ -863,13 +878,8 @@ type sttStream struct {
 // run serves the client's messages until the stream ends.
 func (st *sttStream) run() {
 	for {
-		m, ok := st.s.next()
-		switch {
-		case !ok:
-			st.s.idleClose()
-			return
-		case m.err != nil:
-			st.s.clientGone(m.err)
+		m, ok := st.s.receive()
+		if !ok {
 			return
 		}
 

@@ -144,18 +144,10 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.StreamIdle <= 0 {
-		cfg.StreamIdle = DefaultStreamIdle
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
-	}
-	if cfg.BodyTimeout <= 0 {
-		cfg.BodyTimeout = DefaultBodyTimeout
-	}
-	if cfg.UploadTimeout <= 0 {
-		cfg.UploadTimeout = DefaultUploadTimeout
-	}
+	orDefault(&cfg.StreamIdle, DefaultStreamIdle)
+	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&cfg.BodyTimeout, DefaultBodyTimeout)
+	orDefault(&cfg.UploadTimeout, DefaultUploadTimeout)
 	cfg.WebSocket = cfg.WebSocket.withDefaults()
 
 	if cfg.HTTPPerUserGrant <= 0 {

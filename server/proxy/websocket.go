@@ -77,32 +77,24 @@ const (
 const retryAfterCap = "5"
 
 func (l WebSocketLimits) withDefaults() WebSocketLimits {
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	if l.PerUserGrant <= 0 {
-		l.PerUserGrant = DefaultWebSocketsPerUserGrant
-	}
-	if l.ClientReadLimit <= 0 {
-		l.ClientReadLimit = DefaultClientReadLimit
-	}
-	if l.UpstreamReadLimit <= 0 {
-		l.UpstreamReadLimit = DefaultUpstreamReadLimit
-	}
-	if l.MessageRate <= 0 {
-		l.MessageRate = DefaultMessageRate
-	}
-	if l.MessageBurst <= 0 {
-		l.MessageBurst = DefaultMessageBurst
-	}
-	def(&l.DialTimeout, DefaultDialTimeout)
-	def(&l.WriteTimeout, DefaultWSWriteTimeout)
-	def(&l.PingInterval, DefaultPingInterval)
-	def(&l.PingTimeout, DefaultPingTimeout)
-	def(&l.Idle, DefaultWSIdle)
+	orDefault(&l.PerUserGrant, DefaultWebSocketsPerUserGrant)
+	orDefault(&l.ClientReadLimit, DefaultClientReadLimit)
+	orDefault(&l.UpstreamReadLimit, DefaultUpstreamReadLimit)
+	orDefault(&l.MessageRate, DefaultMessageRate)
+	orDefault(&l.MessageBurst, DefaultMessageBurst)
+	orDefault(&l.DialTimeout, DefaultDialTimeout)
+	orDefault(&l.WriteTimeout, DefaultWSWriteTimeout)
+	orDefault(&l.PingInterval, DefaultPingInterval)
+	orDefault(&l.PingTimeout, DefaultPingTimeout)
+	orDefault(&l.Idle, DefaultWSIdle)
 	return l
+}
+
+// orDefault replaces a zero or negative setting with its default.
+func orDefault[T int | int64 | float64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // serveWebSocket checks an upgrade, dials upstream and relays. Every check happens before
