@@ -59,12 +59,19 @@ const VOICE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 // a call needs it, so an idle page shows tokens expiring (the browser tests rely on it).
 const refreshOnDemand = new URLSearchParams(location.search).get("refresh") === "on-demand";
 
+// proxyOnly is set by ?direct=off: every call then goes through the server's proxy even when
+// the server offers direct mode.
+const proxyOnly = new URLSearchParams(location.search).get("direct") === "off";
+
 async function start() {
   showRefreshMode();
 
   let client;
   try {
-    client = await load(refreshOnDemand ? { proactive: false } : {});
+    client = await load({
+      ...(refreshOnDemand ? { proactive: false } : {}),
+      ...(proxyOnly ? { direct: false } : {}),
+    });
   } catch (err) {
     showFatal(err);
     return;
@@ -82,6 +89,7 @@ async function start() {
     if (info.upstream === "emulator") disableMP3();
     $("upstream-name").textContent =
       info.upstream === "emulator" ? "offline emulator" : "Cartesia API";
+    showDirectOffer(info.direct);
   } catch (err) {
     showFatal(err);
     return;
@@ -447,6 +455,19 @@ async function decodeAudio(context, bytes, format) {
 // ---------------------------------------------------------------------------------------------
 // Token panel
 
+// showDirectOffer says in the token panel which grants the server lets the page use
+// directly (direct mode), or nothing when it does not.
+function showDirectOffer(direct) {
+  const note = $("direct-note");
+  if (!direct || proxyOnly) {
+    note.hidden = true;
+    return;
+  }
+  note.hidden = false;
+  $("direct-grants").textContent = direct.grants.join(", ");
+  $("direct-upstream").textContent = direct.upstream;
+}
+
 function buildTokenRows(granted) {
   const container = $("token-rows");
   container.replaceChildren();
@@ -480,6 +501,10 @@ function buildTokenRows(granted) {
     const lifetime = fact("Lifetime");
     const margin = fact("Margin", "Refreshed this long before it expires");
     const refreshes = fact("Refreshes");
+    const mode = fact("Held by",
+      "server: the token lives in an httpOnly cookie and calls go through this server's " +
+      "proxy. wasm: direct mode, the token lives only in the wasm module's memory and calls " +
+      "go straight to the upstream.");
     const skew = fact("Offset",
       "The server's clock minus this browser's clock. Information only: expiry never " +
       "depends on it (see the note below the tokens).");
@@ -495,7 +520,7 @@ function buildTokenRows(granted) {
     row.append(head, countdown, meter, facts, foot);
     container.append(row);
     tokenRows.set(id, {
-      row, badge, countdown, fill, lifetime, margin, refreshes, skew, error, button,
+      row, badge, countdown, fill, lifetime, margin, refreshes, mode, skew, error, button,
       granted: granted.has(id),
     });
   }
@@ -551,6 +576,8 @@ function renderTokens() {
     view.lifetime.textContent = state.lifetimeMs ? formatSeconds(state.lifetimeMs / 1000) : "—";
     view.margin.textContent = state.marginMs ? formatSeconds(state.marginMs / 1000) : "—";
     view.refreshes.textContent = String(state.refreshes ?? 0);
+    view.mode.textContent = minted ? (state.direct ? "wasm" : "server") : "—";
+    view.row.dataset.direct = state.direct ? "true" : "false";
     view.skew.textContent = minted ? formatOffset(state.clockOffsetMs ?? 0) : "—";
     view.error.textContent = state.lastError
       ? `${state.lastError.code}: ${state.lastError.message}`

@@ -41,6 +41,12 @@ export interface LoadOptions {
    * at a time (Web Locks) and the others adopt its token (BroadcastChannel). Without these
    * browser APIs, or with false, each tab refreshes on its own. */
   tabs?: boolean;
+  /** Use direct mode where the server offers it (default true). For the grants the server
+   * names in `info().direct`, tokens come from POST /api/token/direct, live only in the
+   * wasm module's memory (never in JavaScript, Web Storage, a cookie or the DOM, never sent
+   * to another tab) and calls go straight to `direct.upstream`: a Bearer header on HTTP,
+   * the access_token query parameter on WebSockets. false always uses the server's proxy. */
+  direct?: boolean;
   /** How long to wait for the module to start, in ms. Default 15000. */
   timeoutMs?: number;
 }
@@ -65,6 +71,20 @@ export interface Info {
   upstream: "emulator" | "cartesia";
   /** The grants the server mints. */
   grants: Grant[];
+  /** Present only when the server allows direct mode. */
+  direct?: DirectInfo;
+}
+
+/** The server's direct-mode offer (see {@link LoadOptions.direct}). */
+export interface DirectInfo {
+  /** The grants whose tokens may be used directly. */
+  grants: Grant[];
+  /** The origin direct calls go to: Cartesia, or the built-in emulator. */
+  upstream: string;
+  /** The Cartesia-Version direct calls send. */
+  cartesia_version: string;
+  /** The longest direct token, in seconds. */
+  max_ttl: number;
 }
 
 /** A snapshot of one grant's token. Times are Unix milliseconds. */
@@ -98,6 +118,9 @@ export interface TokenState {
   /** How long the backoff window after a failed refresh stays open; 0 when closed. While
    * open, calls without a live token fail at once with the last error (no request). */
   backoffMs: number;
+  /** The token is a direct-mode token, held in the wasm module's memory (not in the
+   * server's cookie); calls of this grant go straight to the upstream. */
+  direct: boolean;
 }
 
 /** Why a token was refreshed. "missing": first use; "expiring": a call found it inside the

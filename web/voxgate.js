@@ -536,6 +536,7 @@ export async function load(options = {}) {
     baseURL = "",
     marginMs,
     proactive = true,
+    direct = true,
     tabs: shareTabs = true,
     timeoutMs = 15000,
   } = options;
@@ -557,7 +558,7 @@ export async function load(options = {}) {
   const registered = new Promise((resolve, reject) => {
     globalThis[hookName] = {
       ...tabs.hook,
-      options: { baseURL, proactive, ...(marginMs === undefined ? {} : { marginMs }) },
+      options: { baseURL, proactive, direct, ...(marginMs === undefined ? {} : { marginMs }) },
       onEvent: (type, detail) => link.event(type, detail),
       ready: resolve,
       fail: (message) => reject(new VoxgateError({ code: "load_failed", message })),

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/voxgate/voxgate/wasm/jsx"
 )
 
 // Session is who is signed in: the answer of POST /api/login and GET /api/session.
@@ -64,6 +66,9 @@ type Info struct {
 	// Grants are the grants the server mints.
 	Grants []string `json:"grants"`
 
+	// Direct is the server's direct-mode offer; nil when direct mode is off.
+	Direct *DirectInfo `json:"direct,omitempty"`
+
 	// Raw is the server's JSON answer as received.
 	Raw json.RawMessage `json:"-"`
 }
@@ -118,6 +123,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 			Message: "GET /api/info: decode answer: " + err.Error(), Err: err}
 	}
 	info.Raw = raw
+	if c.direct != DirectOff {
+		c.setOffer(info.Direct)
+	}
 	return info, nil
 }
 
@@ -168,24 +176,26 @@ func (c *Client) TTSBytes(ctx context.Context, req any) ([]byte, error) {
 		return nil, AsError(err, GrantTTS)
 	}
 
-	return withToken(ctx, c, GrantTTS, func() ([]byte, error) {
-		return c.ttsOnce(ctx, body)
+	return withToken(ctx, c, GrantTTS, func(secret string) ([]byte, error) {
+		return c.ttsOnce(ctx, secret, body)
 	})
 }
 
 // withToken runs call after checking (and when needed refreshing) grant's token. When the
 // server still rejects the token (401 token_expired or no_token), the token is
 // invalidated, refreshed and call retried once. A second rejection, and any other error,
-// is returned as an *Error.
+// is returned as an *Error. call gets the token itself for a direct grant (it must send
+// the call straight to the upstream) and "" otherwise.
 func withToken[T any](ctx context.Context, c *Client, grant string,
-	call func() (T, error)) (T, error) {
+	call func(secret string) (T, error)) (T, error) {
 	var zero T
 	for attempt := 1; ; attempt++ {
-		if _, err := c.tokens.Ensure(ctx, grant); err != nil {
+		secret, err := c.ensure(ctx, grant)
+		if err != nil {
 			return zero, AsError(err, grant)
 		}
 
-		v, err := call()
+		v, err := call(secret)
 		if err == nil {
 			return v, nil
 		}
@@ -199,8 +209,35 @@ func withToken[T any](ctx context.Context, c *Client, grant string,
 	}
 }
 
-func (c *Client) ttsOnce(ctx context.Context, body []byte) ([]byte, error) {
-	resp, err := c.send(ctx, "POST", "/cartesia/tts/bytes", body)
+// ensure checks grant's token like tracker.Ensure and returns the token itself for a
+// direct grant. A direct grant whose tracked token is a cookie token (minted before the
+// client learned the grant is direct) is refreshed first.
+func (c *Client) ensure(ctx context.Context, grant string) (string, error) {
+	c.loadOffer(ctx)
+	for range 2 {
+		_, secret, err := c.tokens.EnsureSecret(ctx, grant)
+		if err != nil || secret != "" || !c.isDirect(grant) {
+			return secret, err
+		}
+		c.tokens.Invalidate(grant)
+	}
+	return "", &Error{Code: CodeBadResponse, Grant: grant,
+		Message: "no direct token for " + grant + " after a refresh"}
+}
+
+// call sends req to the server, or straight to the upstream when secret (a direct token)
+// is set.
+func (c *Client) call(ctx context.Context, secret string, req jsx.Request) (*jsx.Response,
+	error) {
+	if secret != "" {
+		return c.doDirect(ctx, secret, req)
+	}
+	return c.do(ctx, req)
+}
+
+func (c *Client) ttsOnce(ctx context.Context, secret string, body []byte) ([]byte, error) {
+	resp, err := c.call(ctx, secret, jsx.Request{Method: "POST", URL: "/cartesia/tts/bytes",
+		Header: map[string]string{"Content-Type": "application/json"}, Body: body})
 	if err != nil {
 		return nil, err
 	}

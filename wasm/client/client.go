@@ -7,9 +7,10 @@
 // It owns the HTTP and WebSocket surface of the server as seen from the page (paths, the
 // X-CSRF header, JSON and multipart bodies, error decoding, the retry after a rejected
 // token, the streams: TTS over SSE and WebSocket, STT over WebSocket and batch, agent
-// calls). Every call and every new connection checks its grant's token first. It never
-// sees a token or a cookie value (the browser keeps them, httpOnly) and never touches the
-// DOM or exported JavaScript names; cmd/voxgate does that. Cartesia's message formats are
+// calls). Every call and every new connection checks its grant's token first. In proxy
+// mode it never sees a token or a cookie value (the browser keeps them, httpOnly); in
+// direct mode (see direct.go) it holds each direct token in memory only and calls Cartesia
+// itself. It never touches the DOM or exported JavaScript names; cmd/voxgate does that. Cartesia's message formats are
 // package cartesia's.
 package client
 
@@ -85,6 +86,10 @@ type Options struct {
 
 	// Clock replaces the real clock (tests).
 	Clock tracker.Clock
+
+	// Direct is DirectAuto (direct mode for the grants the server offers it for) or
+	// DirectOff (always through the server's proxy).
+	Direct string
 }
 
 // session states, for deciding when a session has ended.
@@ -99,6 +104,8 @@ type Client struct {
 	base    string
 	onEvent func(Event)
 	tokens  *tracker.Tracker
+	direct  string
+	offer   offer
 
 	mu      sync.Mutex
 	session int
@@ -106,7 +113,8 @@ type Client struct {
 
 // New returns a Client. It makes no request until a method is called.
 func New(opts Options) *Client {
-	c := &Client{base: strings.TrimRight(opts.BaseURL, "/"), onEvent: opts.OnEvent}
+	c := &Client{base: strings.TrimRight(opts.BaseURL, "/"), onEvent: opts.OnEvent,
+		direct: opts.Direct}
 	if opts.Wake == 0 {
 		opts.Wake = DefaultWake
 	}
@@ -116,6 +124,7 @@ func New(opts Options) *Client {
 		Margin:      opts.Margin,
 		NoProactive: opts.NoProactive,
 		Coordinator: opts.Coordinator,
+		Local:       c.isDirect,
 		Wake:        max(opts.Wake, 0),
 		OnEvent:     c.trackerEvent,
 	})
@@ -162,11 +171,25 @@ func (t Tokens) Refresh(ctx context.Context, grant string) (tracker.State, error
 	return st, nil
 }
 
-// refresh is the tracker's RefreshFunc: POST /api/token. It never retries on 401 (buglog
-// B28): a refresh rejected for lack of a session means the user is signed out.
+// refresh is the tracker's RefreshFunc: POST /api/token, or /api/token/direct for a
+// direct grant. It never retries on 401 (buglog B28): a refresh rejected for lack of a
+// session means the user is signed out.
 func (c *Client) refresh(ctx context.Context, grant string) (tracker.Token, error) {
 	var tok tracker.Token
-	err := c.callJSON(ctx, "POST", "/api/token", map[string]string{"grant": grant}, &tok)
+	path, out := "/api/token", any(&tok)
+	var direct directToken
+	if c.isDirect(grant) {
+		path, out = "/api/token/direct", &direct
+	}
+	err := c.callJSON(ctx, "POST", path, map[string]string{"grant": grant}, out)
+	if err == nil && path != "/api/token" {
+		tok = tracker.Token{Grant: direct.Grant, ExpiresIn: direct.ExpiresIn,
+			ExpiresAt: direct.ExpiresAt, ServerTime: direct.ServerTime, Secret: direct.Token}
+		if tok.Secret == "" {
+			err = &Error{Code: CodeBadResponse, Status: 200,
+				Message: "POST " + path + ": the answer carries no token"}
+		}
+	}
 	if err != nil {
 		e := AsError(err, grant)
 		if e.Status == 401 { // whatever its code: signed out, never refreshed (B28)

@@ -17,6 +17,7 @@ import (
 // request is what the fake fetch saw.
 type request struct {
 	method, url string
+	credentials string
 	header      map[string]string
 	body        string
 }
@@ -68,7 +69,8 @@ func readRequest(t *testing.T, args []safejs.Value) request {
 	url, _ := args[0].String()
 	init := args[1]
 	method, _ := mustGet(t, init, "method").String()
-	r := request{method: method, url: url, header: map[string]string{}}
+	credentials, _ := mustGet(t, init, "credentials").String()
+	r := request{method: method, url: url, header: map[string]string{}, credentials: credentials}
 
 	headers := mustGet(t, init, "headers")
 	object, _ := safejs.Global().Get("Object")
@@ -143,6 +145,9 @@ func (f *fakeFetch) all() []request {
 	return append([]request(nil), f.requests...)
 }
 
+// infoAnswer is GET /api/info of a server without direct mode.
+const infoAnswer = `{"upstream":"emulator","grants":["tts","stt","agent"]}`
+
 const tokenAnswer = `{"grant":"tts","expires_in":300,"expires_at":1772366700000,` +
 	`"server_time":1772366400000}`
 
@@ -156,6 +161,8 @@ func server(tts ...answer) func(request) answer {
 	var mu sync.Mutex
 	return func(r request) answer {
 		switch r.url {
+		case "/api/info":
+			return answer{status: 200, body: infoAnswer}
 		case "/api/token":
 			return answer{status: 200, body: tokenAnswer}
 		case "/api/logout":
@@ -270,8 +277,11 @@ func TestEveryCallSendsCSRFAndJSONHeaders(t *testing.T) {
 		}
 	}
 	reqs := f.all()
-	if reqs[0].url != "/api/token" || reqs[0].body != `{"grant":"tts"}` {
-		t.Fatalf("first request = %+v, want the tts token refresh", reqs[0])
+	if reqs[0].url != "/api/info" {
+		t.Fatalf("first request = %+v, want the direct-mode offer", reqs[0])
+	}
+	if reqs[1].url != "/api/token" || reqs[1].body != `{"grant":"tts"}` {
+		t.Fatalf("second request = %+v, want the tts token refresh", reqs[1])
 	}
 }
 

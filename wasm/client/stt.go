@@ -202,9 +202,10 @@ func (c *Client) transcribe(ctx context.Context, path string, audio Audio,
 		path += "?" + query
 	}
 
-	raw, err := withToken(ctx, c, GrantSTT, func() ([]byte, error) {
+	raw, err := withToken(ctx, c, GrantSTT, func(secret string) ([]byte, error) {
 		// A FormData can be sent again: fetch reads its parts afresh for the retry.
-		resp, err := c.do(ctx, jsx.Request{Method: "POST", URL: path, JSBody: form.Value()})
+		resp, err := c.call(ctx, secret, jsx.Request{Method: "POST", URL: path,
+			JSBody: form.Value()})
 		if err != nil {
 			return nil, err
 		}

@@ -92,8 +92,8 @@ const ttsSSEPath = "/cartesia/tts/sse"
 
 // open sends the request, refreshing and retrying once on a rejected token.
 func (s *TTSStream) open() error {
-	resp, err := withToken(s.ctx, s.c, GrantTTS, func() (*jsx.Response, error) {
-		return s.c.do(s.ctx, jsx.Request{Method: "POST", URL: ttsSSEPath, Body: s.body,
+	resp, err := withToken(s.ctx, s.c, GrantTTS, func(secret string) (*jsx.Response, error) {
+		return s.c.call(s.ctx, secret, jsx.Request{Method: "POST", URL: ttsSSEPath, Body: s.body,
 			Header: map[string]string{"Content-Type": "application/json",
 				"Accept": "text/event-stream"}})
 	})

@@ -29,6 +29,11 @@ type Request struct {
 	// JSBody, when it is a JavaScript object (a FormData, a Blob), is sent instead of
 	// Body; the browser then sets the Content-Type (for FormData, with its boundary).
 	JSBody safejs.Value
+
+	// OmitCredentials sends no cookies even to the page's own origin: for calls that carry
+	// their credential in a header (direct mode), so that no cookie goes where it is not
+	// needed and a cross-origin call stays a CORS request without credentials.
+	OmitCredentials bool
 }
 
 // FetchError is a fetch that got no HTTP answer: a network failure, a CORS refusal, or
@@ -67,8 +72,8 @@ type Response struct {
 }
 
 // Fetch sends req with the browser's fetch and waits for the response head. Cookies are
-// sent for same-origin requests only (credentials "same-origin") and the HTTP cache is
-// bypassed. When ctx ends, the request, or the body being read, is aborted.
+// sent for same-origin requests only (credentials "same-origin", or none with
+// OmitCredentials) and the HTTP cache is bypassed. When ctx ends, the request, or the body being read, is aborted.
 func Fetch(ctx context.Context, req Request) (*Response, error) {
 	method := req.Method
 	if method == "" {
@@ -98,10 +103,14 @@ func Fetch(ctx context.Context, req Request) (*Response, error) {
 	for k, v := range req.Header {
 		headers[k] = v
 	}
+	credentials := "same-origin"
+	if req.OmitCredentials {
+		credentials = "omit"
+	}
 	init := map[string]any{
 		"method":      method,
 		"headers":     headers,
-		"credentials": "same-origin",
+		"credentials": credentials,
 		"cache":       "no-store",
 		"signal":      signal,
 	}

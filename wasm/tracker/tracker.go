@@ -1,8 +1,10 @@
 // Package tracker knows when each grant's access token runs out and refreshes it in time.
 //
 // It owns expiry arithmetic, the refresh margin, single-flight refreshes, proactive refresh
-// timers with backoff, and the events that report all of this. It never sees a token (the
-// server keeps tokens in httpOnly cookies; the tracker only learns their lifetime), never
+// timers with backoff, and the events that report all of this. In proxy mode it never sees a
+// token (the server keeps tokens in httpOnly cookies; the tracker only learns their
+// lifetime); in direct mode it holds the token in memory (Token.Secret), hands it out only
+// through EnsureSecret and never reports, shares or logs it. It never
 // does HTTP (the refresh is an injected function) and never touches JavaScript, so it builds
 // and tests natively as well as under GOOS=js.
 //
@@ -132,7 +134,8 @@ const (
 )
 
 // Token is what the server says about a token it has just minted: the answer of
-// POST /api/token. The token itself stays in an httpOnly cookie.
+// POST /api/token, where the token itself stays in an httpOnly cookie, or of
+// POST /api/token/direct, where it is Secret.
 type Token struct {
 	// Grant is the grant the token carries.
 	Grant string `json:"grant"`
@@ -145,7 +148,23 @@ type Token struct {
 
 	// ServerTime is the server's clock when it answered, in Unix milliseconds.
 	ServerTime int64 `json:"server_time"`
+
+	// Secret is the token itself in direct mode, empty in proxy mode. It is never encoded
+	// (json "-"): the caller decodes it from the server's answer on purpose.
+	Secret string `json:"-"`
 }
+
+// String describes the token without its secret, so that printing a Token is safe.
+func (k Token) String() string {
+	s := "tracker.Token{grant " + k.Grant + "}"
+	if k.Secret != "" {
+		s = "tracker.Token{grant " + k.Grant + ", secret [REDACTED]}"
+	}
+	return s
+}
+
+// GoString is String, for %#v.
+func (k Token) GoString() string { return k.String() }
 
 // Shared is a new token's metadata as one tab hands it to the others. The receiving tab
 // takes ExpiresAt - ServerTime as the remaining lifetime at receipt: ServerTime is the
@@ -251,6 +270,10 @@ type State struct {
 	// Backoff is how long the backoff window after a failed refresh stays open; 0 when
 	// it is closed. While it is open, calls without a live token fail at once.
 	Backoff time.Duration
+
+	// Direct reports whether the current token is held in memory (direct mode) rather
+	// than in the server's cookie.
+	Direct bool
 }
 
 // Backoff configures retries of a failed proactive refresh.
@@ -289,6 +312,11 @@ type Options struct {
 
 	// Coordinator shares refreshes with other tabs; nil means this tab works alone.
 	Coordinator Coordinator
+
+	// Local reports the grants the Coordinator must not be used for: their tokens are
+	// direct-mode secrets, which never leave this tab, so each tab mints its own. Nil
+	// means none.
+	Local func(grant string) bool
 
 	// Wake is the wake detector's tick: a tick that arrives more than three ticks after
 	// the previous one (the page slept or was frozen) runs Check. Zero disables it.
@@ -359,6 +387,7 @@ type token struct {
 	offset          time.Duration
 	mintedAt        int64 // server clock, Unix ms
 	warned, gone    bool  // the expiring and expired events were delivered
+	secret          string
 }
 
 // flight is one refresh in progress, shared by every caller that needs it.
@@ -484,6 +513,26 @@ func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 		return st, err
 	}
 	return st, nil
+}
+
+// EnsureSecret is Ensure that also returns the token itself when it is held in memory
+// (direct mode), "" when the server holds it. The secret is read under the same lock as
+// the state, so it is the token the state describes. The caller must use it for one call
+// and let it go: a later call asks again, so no code path reuses a token captured earlier.
+func (t *Tracker) EnsureSecret(ctx context.Context, grant string) (State, string, error) {
+	st, err := t.Ensure(ctx, grant)
+	if err != nil {
+		return st, "", err
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.grants[grant]; ok && e.tok != nil {
+		return t.stateLocked(e, t.clock.Now(), t.clock.Mono()), e.tok.secret, nil
+	}
+	// Invalidated or reset between Ensure and now: the state Ensure returned still
+	// describes a live token, but this tab no longer holds it.
+	return st, "", nil
 }
 
 // Refresh refreshes grant's token now, whatever its state, and returns the new state. A
@@ -707,7 +756,7 @@ func (t *Tracker) run(e *entry, f *flight) {
 		target.refreshes++
 		ev = t.installLocked(target, k, f.reason, current, now, mono)
 		f.state, f.err = ev.State, k.marginErr
-		if current && t.opts.Coordinator != nil {
+		if current && t.shares(e.grant) && k.secret == "" {
 			shared = k.share(e.grant, now, mono)
 		}
 	}
@@ -743,7 +792,7 @@ func (t *Tracker) installLocked(e *entry, k *token, reason string, armed bool, n
 // holder gives it up when its own bounded refresh ends or its tab closes, so a longer wait
 // means something is wrong, and refreshing without the lock is then the lesser evil.
 func (t *Tracker) lock(grant string) (release func()) {
-	if t.opts.Coordinator == nil {
+	if !t.shares(grant) {
 		return func() {}
 	}
 	ctx, cancel := context.WithTimeout(t.base, t.opts.RefreshTimeout)
@@ -775,11 +824,16 @@ func (t *Tracker) sharedMeanwhile(e *entry, f *flight) bool {
 	return true
 }
 
+// shares reports whether grant's refreshes go through the Coordinator.
+func (t *Tracker) shares(grant string) bool {
+	return t.opts.Coordinator != nil && (t.opts.Local == nil || !t.opts.Local(grant))
+}
+
 // adopt takes over a token another tab minted (the Coordinator's Subscribe callback).
 func (t *Tracker) adopt(s Shared) {
 	rem := time.Duration(s.ExpiresAt-s.ServerTime) * time.Millisecond
 	lifetime := time.Duration(s.ExpiresIn * float64(time.Second))
-	if s.Grant == "" || rem <= 0 {
+	if s.Grant == "" || rem <= 0 || (t.opts.Local != nil && t.opts.Local(s.Grant)) {
 		return
 	}
 
@@ -834,7 +888,7 @@ func (t *Tracker) newToken(grant string, resp Token, wallStart time.Time, monoSt
 	}
 
 	k := &token{lifetime: lifetime, wallStart: wallStart, monoStart: monoStart,
-		mintedAt: resp.ServerTime}
+		mintedAt: resp.ServerTime, secret: resp.Secret}
 	if resp.ExpiresAt > 0 {
 		k.serverExpiresAt = time.UnixMilli(resp.ExpiresAt)
 	}
@@ -995,6 +1049,7 @@ func (t *Tracker) stateLocked(e *entry, now time.Time, mono time.Duration) State
 	s.Lifetime = k.lifetime
 	s.Margin = k.margin
 	s.ClockOffset = k.offset
+	s.Direct = k.secret != ""
 	return s
 }
 

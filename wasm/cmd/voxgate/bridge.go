@@ -83,6 +83,13 @@ func readOptions(hook safejs.Value) (client.Options, error) {
 		on, _ := v.Bool()
 		opts.NoProactive = !on
 	}
+	if v, _ := o.Get("direct"); v.Type() == safejs.TypeBoolean {
+		if on, _ := v.Bool(); !on {
+			opts.Direct = client.DirectOff
+		}
+	} else if v.Type() != safejs.TypeUndefined && v.Type() != safejs.TypeNull {
+		return opts, errors.New("options.direct must be true or false")
+	}
 
 	return opts, nil
 }
@@ -415,6 +422,7 @@ type tokenState struct {
 	ClockOffsetMs   int64       `json:"clockOffsetMs"`
 	Adopted         int         `json:"adopted"`
 	BackoffMs       int64       `json:"backoffMs"`
+	Direct          bool        `json:"direct"`
 	LastError       *stateError `json:"lastError"`
 }
 
@@ -432,7 +440,7 @@ func statesJS(states ...tracker.State) string {
 			LifetimeMs: s.Lifetime.Milliseconds(), MarginMs: s.Margin.Milliseconds(),
 			Refreshes: s.Refreshes, Refreshing: s.Refreshing, LastRefreshAt: millis(s.LastRefreshAt),
 			ClockOffsetMs: s.ClockOffset.Milliseconds(), Adopted: s.Adopted,
-			BackoffMs: s.Backoff.Milliseconds()}
+			BackoffMs: s.Backoff.Milliseconds(), Direct: s.Direct}
 		if e := s.LastError; e != nil {
 			out[i].LastError = &stateError{Code: e.Code, Message: e.Message}
 		}

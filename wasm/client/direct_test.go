@@ -1,0 +1,220 @@
+//go:build js && wasm
+
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// upstream is where the fake direct offer points. Nothing listens there: the fake fetch
+// answers every request without a network.
+const upstream = "http://127.0.0.1:9"
+
+// directServer plays the voxgate server with direct mode on for tts, and the upstream
+// itself. Each direct mint answers a new token; upstream answers come from tts in turn.
+func directServer(tts ...answer) func(request) answer {
+	var mu sync.Mutex
+	n := 0
+	return func(r request) answer {
+		mu.Lock()
+		defer mu.Unlock()
+		switch r.url {
+		case "/api/info":
+			return answer{status: 200, body: `{"upstream":"emulator","grants":["tts","stt",` +
+				`"agent"],"direct":{"grants":["tts"],"upstream":"` + upstream + `",` +
+				`"cartesia_version":"2025-04-16","max_ttl":60}}`}
+		case "/api/token/direct":
+			n++
+			return answer{status: 200, body: fmt.Sprintf(`{"token":"tok-%d","grant":"tts",`+
+				`"grants":["tts"],"expires_in":59,"expires_at":1772366459000,`+
+				`"server_time":1772366400000}`, n)}
+		case "/api/token":
+			return answer{status: 200, body: tokenAnswer}
+		case upstream + "/tts/bytes":
+			a := tts[0]
+			if len(tts) > 1 {
+				tts = tts[1:]
+			}
+			return a
+		}
+		return errorAnswer(404, "not_found")
+	}
+}
+
+func TestDirectGrantCallsTheUpstreamWithABearerToken(t *testing.T) {
+	f := installFetch(t, directServer(audio))
+	var events []Event
+	c := newClient(t, &events)
+
+	got, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`))
+	if err != nil || string(got) != "AUDIO" {
+		t.Fatalf("TTSBytes = %q, %v; want AUDIO", got, err)
+	}
+
+	var call *request
+	for _, r := range f.all() {
+		if r.url == upstream+"/tts/bytes" {
+			call = &r
+		}
+		if r.url == "/cartesia/tts/bytes" || r.url == "/api/token" {
+			t.Errorf("direct grant used the proxy: %s %s", r.method, r.url)
+		}
+	}
+	if call == nil {
+		t.Fatalf("no call reached the upstream: %+v", f.all())
+	}
+	if call.header["Authorization"] != "Bearer tok-1" || call.header["Cartesia-Version"] !=
+		"2025-04-16" || call.header["X-CSRF"] != "" || call.credentials != "omit" {
+		t.Fatalf("upstream call = %+v, want Bearer tok-1, the version, no X-CSRF, "+
+			"credentials omit", *call)
+	}
+
+	st := c.Tokens().State(GrantTTS)
+	if !st.Valid || !st.Direct {
+		t.Fatalf("state = %+v, want a valid direct token", st)
+	}
+	for _, ev := range events {
+		if s := fmt.Sprintf("%+v %#v", ev, ev); strings.Contains(s, "tok-") {
+			t.Fatalf("event shows the token: %s", s)
+		}
+	}
+}
+
+func TestDirectRejectedTokenIsReplacedOnce(t *testing.T) {
+	rejected := answer{status: 401, body: `{"error_code":"token_expired",` +
+		`"message":"token tok-1 has expired"}`}
+	f := installFetch(t, directServer(rejected, audio))
+	c := newClient(t, nil)
+
+	if _, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`)); err != nil {
+		t.Fatalf("TTSBytes after one rejection: %v", err)
+	}
+	if n := f.count("/api/token/direct"); n != 2 {
+		t.Fatalf("direct mints = %d, want 2 (one retry)", n)
+	}
+	last := f.all()[len(f.all())-1]
+	if last.header["Authorization"] != "Bearer tok-2" {
+		t.Fatalf("retry sent %q, want the new token", last.header["Authorization"])
+	}
+}
+
+func TestDirectUpstreamErrorNeverRepeatsTheToken(t *testing.T) {
+	echo := answer{status: 400, body: `{"error_code":"bad","title":"Bad tok-1",` +
+		`"message":"you sent Bearer tok-1 (` + url.QueryEscape("tok-1") + `)"}`}
+	installFetch(t, directServer(echo))
+	c := newClient(t, nil)
+
+	_, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeUpstreamError || e.Status != 400 ||
+		e.Upstream == nil || e.Upstream.ErrorCode != "bad" {
+		t.Fatalf("error = %#v, want upstream_error 400 with Cartesia's code", err)
+	}
+	if s := fmt.Sprintf("%v %+v %+v", e, *e, *e.Upstream); strings.Contains(s, "tok-1") {
+		t.Fatalf("error repeats the token: %s", s)
+	}
+}
+
+func TestDirectAnswerWithoutTokenIsABadResponse(t *testing.T) {
+	installFetch(t, func(r request) answer {
+		if r.url == "/api/token/direct" {
+			return answer{status: 200, body: tokenAnswer}
+		}
+		return directServer(audio)(r)
+	})
+	c := newClient(t, nil)
+
+	_, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeBadResponse {
+		t.Fatalf("error = %v, want bad_response", err)
+	}
+}
+
+func TestDirectOffAndUnofferedGrantsUseTheProxy(t *testing.T) {
+	f := installFetch(t, func(r request) answer {
+		if r.url == "/cartesia/tts/bytes" {
+			return audio
+		}
+		return directServer(audio)(r)
+	})
+	c := New(Options{NoProactive: true, Direct: DirectOff})
+	t.Cleanup(c.Close)
+
+	if _, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if f.count("/api/token/direct") != 0 || f.count("/api/info") != 0 ||
+		f.count("/cartesia/tts/bytes") != 1 {
+		t.Fatalf("requests = %+v, want the proxy only", f.all())
+	}
+	if c.Tokens().State(GrantTTS).Direct {
+		t.Fatal("a proxy token reports direct")
+	}
+
+	// With direct mode on, a grant the server does not offer goes through the proxy too.
+	c2 := newClient(t, nil)
+	c2.loadOffer(context.Background())
+	if c2.isDirect(GrantSTT) || !c2.isDirect(GrantTTS) {
+		t.Fatalf("isDirect(stt)=%v isDirect(tts)=%v, want false and true",
+			c2.isDirect(GrantSTT), c2.isDirect(GrantTTS))
+	}
+}
+
+func TestProxyTokenOfADirectGrantIsReplaced(t *testing.T) {
+	// The offer was not known when the first token was minted (info failed once).
+	infoFails := true
+	f := installFetch(t, func(r request) answer {
+		if r.url == "/api/info" && infoFails {
+			infoFails = false
+			return answer{status: 0}
+		}
+		if r.url == "/cartesia/tts/bytes" {
+			return audio
+		}
+		return directServer(audio)(r)
+	})
+	c := newClient(t, nil)
+
+	for range 2 {
+		if _, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.count("/cartesia/tts/bytes") != 1 || f.count(upstream+"/tts/bytes") != 1 ||
+		f.count("/api/token/direct") != 1 {
+		t.Fatalf("requests = %+v, want one proxied call, then a direct token and call", f.all())
+	}
+}
+
+func TestDirectSocketURLCarriesTokenAndVersion(t *testing.T) {
+	installFetch(t, directServer(audio))
+	c := newClient(t, nil)
+	c.loadOffer(context.Background())
+
+	got := c.directSocketURL("/cartesia/stt/websocket", "model=ink-whisper&encoding=pcm_s16le",
+		"a/b+c")
+	want := "ws://127.0.0.1:9/stt/websocket?model=ink-whisper&encoding=pcm_s16le&" +
+		"access_token=a%2Fb%2Bc&cartesia_version=2025-04-16"
+	if got != want {
+		t.Fatalf("URL = %s\nwant  %s", got, want)
+	}
+}
+
+func TestOfferWithABadUpstreamIsIgnored(t *testing.T) {
+	for _, up := range []string{"javascript:alert(1)", "ws://127.0.0.1:9", "http://u@127.0.0.1:9",
+		"http://127.0.0.1:9/path", "", "http://127.0.0.1:9?x=1"} {
+		c := New(Options{NoProactive: true})
+		c.setOffer(&DirectInfo{Grants: []string{"tts"}, Upstream: up})
+		if c.isDirect(GrantTTS) {
+			t.Errorf("upstream %q accepted", up)
+		}
+		c.Close()
+	}
+}
