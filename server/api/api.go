@@ -4,8 +4,9 @@
 //
 // It owns routing, cookies and the browser-facing JSON; it delegates the API key to
 // package token (through a Minter), cookie sealing to package seal, sessions to package
-// session and forwarding to package proxy. It never reads the API key itself and never
-// returns a token in a response body.
+// session and forwarding to package proxy. It never reads the API key itself, and it
+// returns a token in a response body only from POST /api/token/direct, a route that
+// exists only when the deployment turns direct mode on (Config.DirectGrants).
 package api
 
 import (
@@ -54,6 +55,10 @@ var (
 	DefaultLoginUserLimit = RateLimit{Every: 6 * time.Second, Burst: 20}
 	// DefaultLoginIPLimit slows one address spraying many names to 30 a minute.
 	DefaultLoginIPLimit = RateLimit{Every: 2 * time.Second, Burst: 10}
+	// DefaultDirectMintLimit is 6 direct mints a minute per user, 3 at once: a token the
+	// page holds itself is worth more to a thief than a cookie the page cannot read, so
+	// its bucket is separate from MintLimit and smaller.
+	DefaultDirectMintLimit = RateLimit{Every: 10 * time.Second, Burst: 3}
 )
 
 // DefaultBodyTimeout bounds the arrival of a request body (see Config.BodyTimeout): the
@@ -63,6 +68,14 @@ const DefaultBodyTimeout = 10 * time.Second
 // DefaultTokenTTL is the token lifetime when neither the request nor the config says:
 // short enough that a leaked token is soon useless, long enough to refresh rarely.
 const DefaultTokenTTL = 300 * time.Second
+
+// Direct-token lifetimes. A direct token lives in page memory, where any script running
+// in the page can read it, so it is kept far shorter than a cookie token: MaxDirectTokenTTL
+// is a hard cap no configuration can raise.
+const (
+	DefaultDirectTokenTTL = 60 * time.Second
+	MaxDirectTokenTTL     = 120 * time.Second
+)
 
 // Upstream kinds reported by GET /api/info.
 const (
@@ -115,6 +128,25 @@ type Config struct {
 	LoginUserLimit RateLimit
 	LoginIPLimit   RateLimit
 
+	// DirectGrants turns direct mode on for these grants: POST /api/token/direct then
+	// answers a token in its body, for the page to call Upstream itself, and the CSP lets
+	// the page connect there. Empty (the default) leaves direct mode off and the route
+	// unknown (404). The proxy keeps working either way.
+	DirectGrants []token.Grant
+	// DirectTokenTTL is the longest direct token: whole seconds from 2 to
+	// MaxDirectTokenTTL; zero means DefaultDirectTokenTTL.
+	DirectTokenTTL time.Duration
+	// DirectMintLimit is the per-user rate of direct mints, a bucket separate from
+	// MintLimit's; zero means DefaultDirectMintLimit.
+	DirectMintLimit RateLimit
+
+	// CORSOrigins are exact origins (scheme://host[:port], as browsers send them) whose
+	// pages may call /api/ and /cartesia/ with credentials: their preflights are approved
+	// and their requests pass the CSRF check like the public origin's. Empty (the
+	// default) answers no CORS headers at all. The cookies are SameSite=Strict, so only
+	// same-site origins (a sibling subdomain) ever get a session this way.
+	CORSOrigins []string
+
 	// BodyTimeout bounds how long any request body may take to arrive, on every route
 	// (uploads get proxy.DefaultUploadTimeout as a whole and BodyTimeout per pause); zero
 	// means DefaultBodyTimeout.
@@ -144,7 +176,19 @@ type server struct {
 	wsRoutes     map[string]bool
 	uploadRoutes map[string]bool
 
-	mintLimits  *limiter
+	mintLimits *limiter
+	// directGrants is Config.DirectGrants as a set (empty: direct mode off) and
+	// directLimits the direct route's own bucket per user.
+	directGrants map[token.Grant]bool
+	directLimits *limiter
+	// upstreamOrigin is Config.Upstream as scheme://host, which the page may reach
+	// directly in direct mode.
+	upstreamOrigin string
+	// csp is the Content-Security-Policy of every response.
+	csp string
+	// corsOrigins is Config.CORSOrigins as a set.
+	corsOrigins map[string]bool
+
 	loginByPair *limiter
 	loginByUser *limiter
 	loginByIP   *limiter
@@ -201,19 +245,38 @@ func newServer(cfg Config) (*server, error) {
 	if cfg.Sessions == nil {
 		cfg.Sessions = session.NewMemory(session.MemoryConfig{Now: cfg.Now})
 	}
+	direct, err := checkDirect(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	corsOrigins := map[string]bool{}
+	for _, o := range cfg.CORSOrigins {
+		if err := CheckCORSOrigin(o); err != nil {
+			return nil, err
+		}
+		corsOrigins[o] = true
+	}
+	upstreamOrigin, err := bareOrigin(cfg.Upstream)
+	if err != nil {
+		return nil, err
+	}
 
 	s := &server{
-		cfg:         cfg,
-		origin:      origin,
-		originHost:  host,
-		hosts:       map[string]bool{},
-		log:         cfg.Logger,
-		sessions:    cfg.Sessions,
-		mintLimits:  newLimiter(cfg.MintLimit, cfg.Now, maxLimiterKeys),
-		loginByPair: newLimiter(cfg.LoginPairLimit, cfg.Now, maxLimiterKeys),
-		loginByUser: newLimiter(cfg.LoginUserLimit, cfg.Now, maxLimiterKeys),
-		loginByIP:   newLimiter(cfg.LoginIPLimit, cfg.Now, maxLimiterKeys),
-		knownAddrs:  newLRU[time.Time](maxLimiterKeys),
+		cfg:            cfg,
+		origin:         origin,
+		originHost:     host,
+		hosts:          map[string]bool{},
+		log:            cfg.Logger,
+		sessions:       cfg.Sessions,
+		mintLimits:     newLimiter(cfg.MintLimit, cfg.Now, maxLimiterKeys),
+		directGrants:   direct,
+		directLimits:   newLimiter(cfg.DirectMintLimit, cfg.Now, maxLimiterKeys),
+		upstreamOrigin: upstreamOrigin,
+		corsOrigins:    corsOrigins,
+		loginByPair:    newLimiter(cfg.LoginPairLimit, cfg.Now, maxLimiterKeys),
+		loginByUser:    newLimiter(cfg.LoginUserLimit, cfg.Now, maxLimiterKeys),
+		loginByIP:      newLimiter(cfg.LoginIPLimit, cfg.Now, maxLimiterKeys),
+		knownAddrs:     newLRU[time.Time](maxLimiterKeys),
 	}
 	hosts := cfg.AllowedHosts
 	if len(hosts) == 0 {
@@ -225,6 +288,7 @@ func newServer(cfg Config) (*server, error) {
 	// HSTS only where it cannot lock developers out: HTTPS origins that are not loopback
 	// (HSTS on localhost would pin every local port to https).
 	s.hsts = strings.HasPrefix(origin, "https://") && !isLoopbackHost(host)
+	s.csp = contentSecurityPolicy(s.directOn(), upstreamOrigin)
 
 	s.proxy, err = proxy.New(proxy.Config{
 		Upstream:         cfg.Upstream,
@@ -254,6 +318,15 @@ func orDefault(l, def RateLimit) RateLimit {
 	return l
 }
 
+// bareOrigin reduces an upstream URL to scheme://host[:port]; the proxy checks the rest.
+func bareOrigin(upstream string) (string, error) {
+	u, err := url.Parse(upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("api: upstream %q is not an http(s) origin", upstream)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
 // parseOrigin accepts exactly scheme://host[:port] and returns it with its host part.
 func parseOrigin(s string) (origin, host string, err error) {
 	u, err := url.Parse(s)
@@ -279,8 +352,8 @@ func isLoopbackHost(host string) bool {
 }
 
 // ServeHTTP runs the middleware chain: the body deadline, security headers on
-// everything, then the Host allowlist, then (for /api/ and /cartesia/) no-store, CSRF
-// and media-type checks, and finally the routes.
+// everything, then the Host allowlist, then (for /api/ and /cartesia/) no-store, CORS
+// for configured origins, CSRF and media-type checks, and finally the routes.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = s.boundBody(w, r)
 	s.securityHeaders(w)
@@ -304,6 +377,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	if isGuarded(r.URL.Path) {
 		w.Header().Set("Cache-Control", "no-store")
+		if s.cors(w, r) {
+			return // a preflight from a CORS origin, answered
+		}
 		if !s.checkCSRF(w, r) || !s.checkMediaType(w, r) {
 			return
 		}

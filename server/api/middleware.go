@@ -8,12 +8,29 @@ import (
 	"github.com/voxgate/voxgate/server/reply"
 )
 
-// csp is the Content-Security-Policy of every response. Scripts come only from this
-// origin; 'wasm-unsafe-eval' lets the page compile voxgate.wasm without also allowing
-// eval() of strings; there is no inline script or style; audio plays from blob: URLs.
-const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; " +
-	"media-src 'self' blob:; img-src 'self' data:; style-src 'self'; object-src 'none'; " +
-	"base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+// contentSecurityPolicy is the Content-Security-Policy of every response. Scripts come
+// only from this origin; 'wasm-unsafe-eval' lets the page compile voxgate.wasm without
+// also allowing eval() of strings; there is no inline script or style; audio plays from
+// blob: URLs. The page connects only to this origin, and in direct mode also to the
+// upstream origin and its WebSocket twin (https://h and wss://h), which it calls itself.
+func contentSecurityPolicy(direct bool, upstreamOrigin string) string {
+	connect := "'self'"
+	if direct {
+		connect += " " + upstreamOrigin + " " + webSocketTwin(upstreamOrigin)
+	}
+	return "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src " + connect +
+		"; media-src 'self' blob:; img-src 'self' data:; style-src 'self'; object-src 'none'; " +
+		"base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+}
+
+// webSocketTwin is the ws(s):// origin of an http(s):// origin: CSP's connect-src lists
+// WebSocket schemes separately from the HTTP ones.
+func webSocketTwin(origin string) string {
+	if rest, ok := strings.CutPrefix(origin, "https://"); ok {
+		return "wss://" + rest
+	}
+	return "ws://" + strings.TrimPrefix(origin, "http://")
+}
 
 // permissions allows the microphone to this origin (speech-to-text) and turns off the
 // powerful features the page never uses.
@@ -22,7 +39,7 @@ const permissions = "microphone=(self), camera=(), geolocation=(), payment=(), u
 // securityHeaders sets the headers every response carries, errors included.
 func (s *server) securityHeaders(w http.ResponseWriter) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", csp)
+	h.Set("Content-Security-Policy", s.csp)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
@@ -53,7 +70,11 @@ var csrfHeaders = []string{"Sec-Fetch-Site", "Origin", "X-CSRF"}
 // checkCSRF enforces, in order: Sec-Fetch-Site (when the browser sends it) must be
 // same-origin; otherwise Origin (when present) must equal the public origin exactly;
 // and X-CSRF: 1 must be present, which a cross-site form or simple request cannot add
-// without a CORS preflight that this server never approves.
+// without a CORS preflight that this server approves only for Config.CORSOrigins.
+//
+// A request whose Origin is exactly one of Config.CORSOrigins passes the first two rules
+// even when Sec-Fetch-Site says same-site or cross-site: that is what such a page's
+// requests look like. It still needs X-CSRF: 1.
 //
 // WebSocket upgrades (GET on a proxied WebSocket route) are the exception to the last
 // rule: browsers cannot add headers to them. The proxy instead requires their Origin to
@@ -84,11 +105,14 @@ func (s *server) csrfFailure(r *http.Request) string {
 		}
 	}
 
+	fromCORSOrigin := s.isCORSOrigin(r)
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		if site != "same-origin" {
+		crossOrigin := site == "same-site" || site == "cross-site"
+		if site != "same-origin" && !(crossOrigin && fromCORSOrigin) {
 			return "sec_fetch_site"
 		}
-	} else if origin := r.Header.Get("Origin"); origin != "" && origin != s.origin {
+	} else if origin := r.Header.Get("Origin"); origin != "" && origin != s.origin &&
+		!fromCORSOrigin {
 		return "origin_mismatch"
 	}
 

@@ -22,6 +22,10 @@ func (s *server) routes() {
 	mux.Handle("/api/logout", methods{http.MethodPost: s.logout})
 	mux.Handle("/api/session", methods{http.MethodGet: s.whoami})
 	mux.Handle("/api/token", methods{http.MethodPost: s.mintToken})
+	if s.directOn() {
+		// Unregistered when off, so the path answers exactly like any unknown route.
+		mux.Handle("/api/token/direct", methods{http.MethodPost: s.mintDirect})
+	}
 
 	s.wsRoutes, s.uploadRoutes = map[string]bool{}, map[string]bool{}
 	for _, rt := range proxy.Routes() {
@@ -58,10 +62,12 @@ func (s *server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // info is what the page needs before sign-in: which upstream is in use (the page says so
-// loudly for the emulator) and which grants exist.
+// loudly for the emulator), which grants exist and, in direct mode only, how to reach
+// the upstream directly.
 func (s *server) info(w http.ResponseWriter, _ *http.Request) {
 	reply.JSON(w, http.StatusOK, struct {
 		Upstream string        `json:"upstream"`
 		Grants   []token.Grant `json:"grants"`
-	}{s.cfg.UpstreamKind, token.Grants()})
+		Direct   *directInfo   `json:"direct,omitempty"`
+	}{s.cfg.UpstreamKind, token.Grants(), s.directInfo()})
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/voxgate/voxgate/server/token"
 )
 
-// tokenRequest is the body of POST /api/token. ExpiresIn stays raw so that only a plain
+// tokenRequest is the body of POST /api/token and /api/token/direct. ExpiresIn stays raw so that only a plain
 // JSON integer is accepted: "60", 60.5 and 6e1 are refused rather than coerced.
 type tokenRequest struct {
 	Grant     *string         `json:"grant"`
@@ -32,90 +32,145 @@ type tokenInfo struct {
 
 var plainInteger = regexp.MustCompile(`^-?[0-9]{1,10}$`)
 
-// mintToken checks the session, the request and the user's policy, mints one token for
-// one grant, seals it into that grant's cookie and answers its metadata.
+// mintRoute is what differs between the two token routes; minted runs the steps they
+// share.
+type mintRoute struct {
+	// maxTTL caps the lifetime a request may ask for (and the user's maximum caps it
+	// further); defaultTTL is the lifetime when the request names none.
+	maxTTL, defaultTTL time.Duration
+	// limits is the route's own per-user bucket; limitReason names its refusals in logs.
+	limits      *limiter
+	limitReason string
+	// admit runs the route's own grant checks after the grant is known to be a real one,
+	// and answers the refusal itself.
+	admit func(w http.ResponseWriter, sess session.Session, grant token.Grant) bool
+}
+
+// minted is one token minted for a signed-in user, with its usable life in seconds.
+type minted struct {
+	sess session.Session
+	tok  token.Token
+	secs int
+}
+
+// cookieRoute is POST /api/token's policy: every grant the user has, up to
+// token.MaxTTL, Config.TokenTTL by default, under Config.MintLimit.
+func (s *server) cookieRoute() mintRoute {
+	return mintRoute{
+		maxTTL:      token.MaxTTL,
+		defaultTTL:  s.cfg.TokenTTL,
+		limits:      s.mintLimits,
+		limitReason: "mint_rate_limited",
+		admit:       s.admitPolicy,
+	}
+}
+
+// mintToken mints one token for one grant, seals it into that grant's cookie and
+// answers its metadata, never the token.
 func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.requireSession(w, r)
+	m, ok := s.mint(w, r, s.cookieRoute())
 	if !ok {
 		return
 	}
 
+	value, err := s.cfg.Sealer.Seal(m.sess.ID, m.tok)
+	if err != nil {
+		s.log.Error("token_mint_failed", "reason", "seal", "user", m.sess.User,
+			"grant", string(m.tok.Grant), "error", err.Error())
+		reply.Error(w, http.StatusBadGateway, "upstream_error",
+			"the upstream token does not fit in a cookie")
+		return
+	}
+	http.SetCookie(w, newCookie(seal.CookieName(m.tok.Grant), value,
+		time.Duration(m.secs)*time.Second))
+
+	s.log.Info("token_minted", "user", m.sess.User, "grant", string(m.tok.Grant),
+		"ttl_s", m.secs, "session", session.Fingerprint(m.sess.ID))
+	reply.JSON(w, http.StatusOK, tokenInfo{
+		Grant:      m.tok.Grant,
+		ExpiresIn:  m.secs,
+		ExpiresAt:  m.tok.ExpiresAt.UnixMilli(),
+		ServerTime: s.cfg.Now().UnixMilli(),
+	})
+}
+
+// mint runs the steps both token routes share, in order: the session, the body, the
+// grant, the route's grant checks, the lifetime, the route's rate limit and the mint
+// itself. On any failure it has answered and returns false.
+func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (minted, bool) {
+	sess, ok := s.requireSession(w, r)
+	if !ok {
+		return minted{}, false
+	}
+
 	var in tokenRequest
 	if !s.decodeJSON(w, r, &in) {
-		return
+		return minted{}, false
 	}
 	if in.Grant == nil {
 		reply.Error(w, http.StatusBadRequest, "bad_request", `the body must name a "grant"`)
-		return
+		return minted{}, false
 	}
 	grant, err := token.ParseGrant(*in.Grant)
 	if err != nil {
 		reply.Error(w, http.StatusBadRequest, "bad_request",
 			fmt.Sprintf("unknown grant %q; use tts, stt or agent", truncate(*in.Grant, 16)))
-		return
+		return minted{}, false
 	}
-	if !sess.Allows(grant) {
-		s.log.Info("token_mint_failed", "reason", "grant_forbidden", "user", sess.User,
-			"grant", string(grant))
-		reply.Error(w, http.StatusForbidden, "grant_forbidden",
-			fmt.Sprintf("your account may not use the %s grant", grant))
-		return
+	if !rt.admit(w, sess, grant) {
+		return minted{}, false
 	}
 
-	ttl, err := s.lifetime(sess, in.ExpiresIn)
+	ttl, err := lifetime(sess, in.ExpiresIn, rt.maxTTL, rt.defaultTTL)
 	if err != nil {
 		reply.Error(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
+		return minted{}, false
 	}
 
-	if ok, wait := s.mintLimits.allow(sess.User); !ok {
-		s.reject(r, "mint_rate_limited", "user", sess.User, "grant", string(grant))
+	if ok, wait := rt.limits.allow(sess.User); !ok {
+		s.reject(r, rt.limitReason, "user", sess.User, "grant", string(grant))
 		setRetryAfter(w, wait)
 		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
 			"too many token requests; try again later")
-		return
+		return minted{}, false
 	}
 
 	tok, err := s.cfg.Minter.Mint(r.Context(), grant, ttl)
 	if err != nil {
 		s.mintFailed(w, r, sess, grant, err)
-		return
-	}
-
-	value, err := s.cfg.Sealer.Seal(sess.ID, tok)
-	if err != nil {
-		s.log.Error("token_mint_failed", "reason", "seal", "user", sess.User,
-			"grant", string(grant), "error", err.Error())
-		reply.Error(w, http.StatusBadGateway, "upstream_error",
-			"the upstream token does not fit in a cookie")
-		return
+		return minted{}, false
 	}
 	// The usable life: what was asked less what Cartesia's whole-second expiry may cost.
 	// Clients count it from before they sent their request, which is before the minter's
 	// own stopwatch started, so they give up on the token no later than tok.ExpiresAt.
 	secs := max(int((ttl-token.ExpiryResolution)/time.Second), 1)
-	http.SetCookie(w, newCookie(seal.CookieName(grant), value, time.Duration(secs)*time.Second))
-
-	s.log.Info("token_minted", "user", sess.User, "grant", string(grant), "ttl_s", secs,
-		"session", session.Fingerprint(sess.ID))
-	reply.JSON(w, http.StatusOK, tokenInfo{
-		Grant:      grant,
-		ExpiresIn:  secs,
-		ExpiresAt:  tok.ExpiresAt.UnixMilli(),
-		ServerTime: s.cfg.Now().UnixMilli(),
-	})
+	return minted{sess: sess, tok: tok, secs: secs}, true
 }
 
-// lifetime picks the token lifetime: the requested whole seconds within
-// 2..min(user max, 3600), or, when absent or null, the configured default clamped to the
-// user's maximum.
-func (s *server) lifetime(sess session.Session, raw json.RawMessage) (time.Duration, error) {
-	maxTTL := min(sess.MaxTTL, token.MaxTTL)
-	if maxTTL <= 0 {
-		maxTTL = token.MaxTTL
+// admitPolicy refuses a grant that the user's policy does not list.
+func (s *server) admitPolicy(w http.ResponseWriter, sess session.Session,
+	grant token.Grant) bool {
+	if sess.Allows(grant) {
+		return true
+	}
+	s.log.Info("token_mint_failed", "reason", "grant_forbidden", "user", sess.User,
+		"grant", string(grant))
+	reply.Error(w, http.StatusForbidden, "grant_forbidden",
+		fmt.Sprintf("your account may not use the %s grant", grant))
+	return false
+}
+
+// lifetime picks a token lifetime: the requested whole seconds within
+// 2..min(user max, routeMax), or, when absent or null, defaultTTL clamped to that same
+// maximum.
+func lifetime(sess session.Session, raw json.RawMessage,
+	routeMax, defaultTTL time.Duration) (time.Duration, error) {
+	maxTTL := routeMax
+	if sess.MaxTTL > 0 {
+		maxTTL = min(sess.MaxTTL, routeMax)
 	}
 	if len(raw) == 0 || string(raw) == "null" {
-		return min(s.cfg.TokenTTL, maxTTL), nil
+		return min(defaultTTL, maxTTL), nil
 	}
 
 	lo, hi := int(token.MinTTL/time.Second), int(maxTTL/time.Second)

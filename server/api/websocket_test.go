@@ -141,7 +141,9 @@ func TestMultipartOnlyOnTheUploadRoutes(t *testing.T) {
 	_, stt := h.mint(sess, `{"grant":"stt"}`)
 	_, tts := h.mint(sess, `{"grant":"tts"}`)
 	form := map[string]string{"Content-Type": "multipart/form-data; boundary=b"}
-	body := "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nink-whisper\r\n--b--\r\n"
+	body := "--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nink-whisper\r\n" +
+		"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n" +
+		"Content-Type: audio/wav\r\n\r\nRIFF\r\n--b--\r\n"
 
 	for _, path := range []string{"/cartesia/stt", "/cartesia/audio/transcriptions"} {
 		r := h.do(req{path: path, body: body, header: form,

@@ -38,6 +38,11 @@
 //	413 request_too_large    body over the route's limit
 //	500 internal_error       a bug in the emulator
 //
+// Browsers may call it from any origin, as in voxgate's direct mode: every answer to a
+// request with an Origin header carries Access-Control-Allow-Origin: * (never with
+// credentials), a CORS preflight on any path gets 204 without authentication, and the
+// WebSocket routes accept any Origin (see cors.go).
+//
 // The emulator never opens a connection of its own and never logs an API key, a token or
 // a query string.
 package emulator
@@ -149,10 +154,14 @@ func (e *Emulator) routes() {
 	e.handle("/", endpoint{name: "not_found", serve: e.notFound})
 }
 
-// ServeHTTP serves one request of the emulated API.
+// ServeHTTP serves one request of the emulated API. CORS comes first (see cors.go): a
+// preflight is answered before any route, method, version or credential check.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := e.begin(w, r)
 	defer c.finish()
+	if c.cors() {
+		return
+	}
 
 	e.mux.ServeHTTP(c.w, r.WithContext(withCall(r.Context(), c)))
 }

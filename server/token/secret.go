@@ -2,6 +2,8 @@ package token
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -112,9 +114,16 @@ type Value struct {
 // NewValue wraps token text, for example one just opened from a sealed cookie.
 func NewValue(s string) Value { return Value{v: s} }
 
-// Reveal returns the token text. Call it only to build an Authorization header or to
-// seal the token; never to log or answer it.
+// Reveal returns the token text. Call it only to build an Authorization header, to seal
+// the token, or to answer it on the one route built for that (direct mode); never to log it.
 func (v Value) Reveal() string { return v.v }
+
+// Fingerprint is a short, one-way stand-in for the token, for audit logs: enough to tie
+// the log lines about one token together, far too little to recover or guess the token.
+func (v Value) Fingerprint() string {
+	sum := sha256.Sum256([]byte(v.v))
+	return hex.EncodeToString(sum[:6])
+}
 
 // IsZero reports whether no token text is held.
 func (v Value) IsZero() bool { return v.v == "" }

@@ -141,3 +141,17 @@ func TestParseGrant(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenFingerprintIsShortStableAndOneWay(t *testing.T) {
+	a, b := NewValue("ctok_CANARY_1"), NewValue("ctok_CANARY_2")
+	fp := a.Fingerprint()
+	if len(fp) != 12 || fp != NewValue("ctok_CANARY_1").Fingerprint() {
+		t.Errorf("fingerprint %q is not 12 stable hex digits", fp)
+	}
+	if fp == b.Fingerprint() {
+		t.Error("two tokens share a fingerprint")
+	}
+	if strings.Contains(fp, "ctok") || strings.Contains(fp, "CANARY") {
+		t.Errorf("fingerprint %q shows the token", fp)
+	}
+}

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/voxgate/voxgate/server/api"
 	"github.com/voxgate/voxgate/server/token"
 )
 
@@ -34,6 +37,15 @@ type config struct {
 	TokenMintRate   int
 	LogFormat       string
 	APIKey          token.APIKey
+
+	// DirectGrants turns direct mode on for these grants (empty: off); DirectTokenTTL
+	// (seconds, 2 to 120) is the longest direct token and DirectMintRate the direct mints
+	// per user per minute.
+	DirectGrants   []token.Grant
+	DirectTokenTTL int
+	DirectMintRate int
+	// CORSOrigins are the exact origins whose pages may call the API with credentials.
+	CORSOrigins []string
 
 	// TLSCertFile and TLSKeyFile, both set, make the server speak https itself (PEM files);
 	// PUBLIC_ORIGIN then defaults to https://<bound address>.
@@ -120,6 +132,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"PEM certificate chain: serve https (with -tls-key; env TLS_CERT_FILE)")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", env("TLS_KEY_FILE", ""),
 		"PEM private key for -tls-cert (env TLS_KEY_FILE)")
+	directGrants := fs.String("direct-grants", env("DIRECT_GRANTS", ""),
+		"grants the page may hold tokens for itself, a subset of tts,stt,agent; "+
+			"empty: direct mode off (env DIRECT_GRANTS)")
+	fs.IntVar(&c.DirectTokenTTL, "direct-token-ttl", envInt("DIRECT_TOKEN_TTL", 60),
+		"longest direct token in seconds, 2 to 120 (env DIRECT_TOKEN_TTL)")
+	fs.IntVar(&c.DirectMintRate, "direct-mint-rate", envInt("DIRECT_MINT_RATE", 6),
+		"direct token mints per user per minute, bursts of half that (env DIRECT_MINT_RATE)")
+	corsOrigins := fs.String("cors-origins", env("CORS_ORIGINS", ""),
+		"comma-separated exact origins whose pages may call the API with credentials; "+
+			"empty: no CORS (env CORS_ORIGINS)")
 
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -136,6 +158,29 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 	}
 
+	grants, err := parseDirectGrants(*directGrants)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	c.DirectGrants = grants
+	origins, err := parseCORSOrigins(*corsOrigins)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	c.CORSOrigins = origins
+
+	if c.DirectTokenTTL > maxDirectTokenTTL {
+		problems = append(problems, fmt.Errorf("DIRECT_TOKEN_TTL %d is above the hard cap of "+
+			"%d seconds: a direct token sits in page memory, readable by any script there",
+			c.DirectTokenTTL, maxDirectTokenTTL))
+	} else if c.DirectTokenTTL < 2 {
+		problems = append(problems, fmt.Errorf("DIRECT_TOKEN_TTL %d is outside 2..%d",
+			c.DirectTokenTTL, maxDirectTokenTTL))
+	}
+	if c.DirectMintRate < 1 || c.DirectMintRate > 6000 {
+		problems = append(problems,
+			fmt.Errorf("DIRECT_MINT_RATE %d is outside 1..6000 a minute", c.DirectMintRate))
+	}
 	if c.TokenTTL < 2 || c.TokenTTL > 3600 {
 		problems = append(problems, fmt.Errorf("TOKEN_TTL %d is outside 2..3600", c.TokenTTL))
 	}
@@ -155,6 +200,47 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together"))
 	}
 	return c, errors.Join(problems...)
+}
+
+// maxDirectTokenTTL is api.MaxDirectTokenTTL in the seconds DIRECT_TOKEN_TTL is written in.
+const maxDirectTokenTTL = int(api.MaxDirectTokenTTL / time.Second)
+
+// parseDirectGrants reads DIRECT_GRANTS: a comma-separated subset of tts,stt,agent, each
+// at most once. Empty means direct mode off.
+func parseDirectGrants(list string) ([]token.Grant, error) {
+	var grants []token.Grant
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		g, err := token.ParseGrant(item)
+		if err != nil {
+			return nil, fmt.Errorf("DIRECT_GRANTS: %w", err)
+		}
+		if slices.Contains(grants, g) {
+			return nil, fmt.Errorf("DIRECT_GRANTS lists %s twice", g)
+		}
+		grants = append(grants, g)
+	}
+	return grants, nil
+}
+
+// parseCORSOrigins reads CORS_ORIGINS: comma-separated exact origins (see
+// api.CheckCORSOrigin); "*" and "null" are refused.
+func parseCORSOrigins(list string) ([]string, error) {
+	var origins []string
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if err := api.CheckCORSOrigin(item); err != nil {
+			return nil, fmt.Errorf("CORS_ORIGINS: %w", err)
+		}
+		origins = append(origins, item)
+	}
+	return origins, nil
 }
 
 // servesTLS reports whether the server terminates TLS itself.

@@ -175,6 +175,11 @@ func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, e
 	} else {
 		logger.Info("upstream", "kind", kind, "url", upstream)
 	}
+	if len(cfg.DirectGrants) > 0 {
+		logger.Warn("direct_mode", "grants", cfg.DirectGrants, "max_ttl_s", cfg.DirectTokenTTL,
+			"notice", "POST /api/token/direct hands these tokens to pages, which call the "+
+				"upstream themselves; the proxy's per-user limits do not apply to those calls")
+	}
 	logger.Info("config", "config", cfg, "allowed_hosts", hosts)
 
 	ok = true
@@ -217,6 +222,10 @@ func compose(cfg config, a *app, upstream, kind string, logger *slog.Logger) (ht
 		Users:           dir,
 		TokenTTL:        time.Duration(cfg.TokenTTL) * time.Second,
 		MintLimit:       mintLimit(cfg.TokenMintRate),
+		DirectGrants:    cfg.DirectGrants,
+		DirectTokenTTL:  time.Duration(cfg.DirectTokenTTL) * time.Second,
+		DirectMintLimit: mintLimit(cfg.DirectMintRate),
+		CORSOrigins:     cfg.CORSOrigins,
 		Static:          web.Files,
 		Logger:          logger,
 	})

@@ -12,12 +12,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voxgate/voxgate/scripts/testca"
@@ -473,5 +477,236 @@ func TestOptionsAsteriskWithAnUnsentBodyIsAnsweredPromptly(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusNotFound || !resp.Close {
 		t.Errorf("got %d close=%v, want 404 and a closed connection", resp.StatusCode, resp.Close)
+	}
+}
+
+func TestDirectModeAndCORSConfig(t *testing.T) {
+	c, err := parseConfig(nil, envOf(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DirectGrants != nil || c.DirectTokenTTL != 60 || c.DirectMintRate != 6 ||
+		c.CORSOrigins != nil {
+		t.Errorf("defaults: direct %v %d s %d/min, CORS %v; want off, 60, 6, none",
+			c.DirectGrants, c.DirectTokenTTL, c.DirectMintRate, c.CORSOrigins)
+	}
+	if l := mintLimit(c.DirectMintRate); l.Every != 10*time.Second || l.Burst != 3 {
+		t.Errorf("direct limit %+v, want one per 10 s in bursts of 3", l)
+	}
+
+	env := envOf(map[string]string{"DIRECT_GRANTS": "tts, stt", "DIRECT_TOKEN_TTL": "120",
+		"DIRECT_MINT_RATE": "4", "CORS_ORIGINS": "https://app.example.com, http://localhost:3000"})
+	c, err = parseConfig(nil, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.DirectGrants, []token.Grant{token.TTS, token.STT}) ||
+		c.DirectTokenTTL != 120 || c.DirectMintRate != 4 ||
+		!slices.Equal(c.CORSOrigins, []string{"https://app.example.com", "http://localhost:3000"}) {
+		t.Errorf("from the environment: %+v", c)
+	}
+
+	c, err = parseConfig([]string{"-direct-grants", "agent", "-direct-token-ttl", "2",
+		"-direct-mint-rate", "1", "-cors-origins", ""}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.DirectGrants, []token.Grant{token.Agent}) || c.DirectTokenTTL != 2 ||
+		c.DirectMintRate != 1 || len(c.CORSOrigins) != 0 {
+		t.Errorf("flags: %+v (an explicit empty -cors-origins turns CORS off)", c)
+	}
+}
+
+func TestDirectModeAndCORSConfigErrors(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"DIRECT_TOKEN_TTL": "121"}, []string{"DIRECT_TOKEN_TTL", "120"}},
+		{map[string]string{"DIRECT_TOKEN_TTL": "3600"}, []string{"DIRECT_TOKEN_TTL", "cap"}},
+		{map[string]string{"DIRECT_TOKEN_TTL": "1"}, []string{"DIRECT_TOKEN_TTL"}},
+		{map[string]string{"DIRECT_TOKEN_TTL": "1m"}, []string{"DIRECT_TOKEN_TTL"}},
+		{map[string]string{"DIRECT_GRANTS": "tts,admin"}, []string{"DIRECT_GRANTS", "admin"}},
+		{map[string]string{"DIRECT_GRANTS": "TTS"}, []string{"DIRECT_GRANTS"}},
+		{map[string]string{"DIRECT_GRANTS": "tts,tts"}, []string{"DIRECT_GRANTS", "twice"}},
+		{map[string]string{"DIRECT_MINT_RATE": "0"}, []string{"DIRECT_MINT_RATE"}},
+		{map[string]string{"CORS_ORIGINS": "*"}, []string{"CORS_ORIGINS", "*"}},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com,null"},
+			[]string{"CORS_ORIGINS", "null"}},
+		{map[string]string{"CORS_ORIGINS": "https://app.example.com/"}, []string{"CORS_ORIGINS"}},
+		{map[string]string{"CORS_ORIGINS": "app.example.com"}, []string{"CORS_ORIGINS"}},
+		{map[string]string{"CORS_ORIGINS": "https://*.example.com"}, []string{"CORS_ORIGINS"}},
+	}
+	for _, tt := range tests {
+		_, err := parseConfig(nil, envOf(tt.env), io.Discard)
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %v, want one mentioning %q", tt.env, err, w)
+			}
+		}
+	}
+}
+
+// TestEveryFlagIsInTheREADME: each flag and its environment twin has a row in the
+// README's Configuration table.
+func TestEveryFlagIsInTheREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var usage bytes.Buffer
+	if _, err := parseConfig([]string{"-h"}, envOf(nil), &usage); err == nil {
+		t.Fatal("-h did not stop parsing")
+	}
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+) .*\n\s+\t.*\benv ([A-Z_]+)`)
+	matches := flagLine.FindAllStringSubmatch(usage.String(), -1)
+	if len(matches) < 15 {
+		t.Fatalf("found %d flags in the usage, expected every one:\n%s", len(matches), usage.String())
+	}
+	for _, m := range matches {
+		row := fmt.Sprintf("| `%s` | `-%s` |", m[2], m[1])
+		if !bytes.Contains(readme, []byte(row)) {
+			t.Errorf("README has no row starting %s", row)
+		}
+	}
+}
+
+// TestDirectModeEndToEnd starts the real server with its emulator in direct mode: the
+// page's token from POST /api/token/direct works on the emulator itself, over HTTP with a
+// Bearer header and over a WebSocket with the access_token query, from another origin.
+func TestDirectModeEndToEnd(t *testing.T) {
+	base, _, stderr := started(t, map[string]string{"DEMO_PASSWORD": "CANARYPW",
+		"DIRECT_GRANTS": "tts"})
+
+	resp := call(t, base, "GET", "/api/info", "", nil)
+	var info struct {
+		Direct struct {
+			Grants          []string `json:"grants"`
+			Upstream        string   `json:"upstream"`
+			CartesiaVersion string   `json:"cartesia_version"`
+			MaxTTL          int      `json:"max_ttl"`
+		} `json:"direct"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		t.Fatal(err)
+	}
+	d := info.Direct
+	if !slices.Equal(d.Grants, []string{"tts"}) || !strings.HasPrefix(d.Upstream, "http://127.0.0.1:") ||
+		d.Upstream == base || d.CartesiaVersion != "2026-03-01" || d.MaxTTL != 60 {
+		t.Fatalf("info.direct %+v", d)
+	}
+	upHost := strings.TrimPrefix(d.Upstream, "http://")
+	csp := resp.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "connect-src 'self' "+d.Upstream+" ws://"+upHost+";") {
+		t.Errorf("CSP %q does not let the page reach the emulator", csp)
+	}
+
+	login := call(t, base, "POST", "/api/login", `{"username":"demo","password":"CANARYPW"}`, nil)
+	if login.StatusCode != 200 {
+		t.Fatalf("login: %d", login.StatusCode)
+	}
+	cookies := login.Cookies()
+	resp = call(t, base, "POST", "/api/token/direct", `{"grant":"tts"}`, cookies)
+	var minted struct {
+		Token     string `json:"token"`
+		ExpiresIn int    `json:"expires_in"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&minted); err != nil || resp.StatusCode != 200 ||
+		minted.Token == "" || minted.ExpiresIn != 59 {
+		t.Fatalf("direct mint: %d %+v %v", resp.StatusCode, minted, err)
+	}
+	if len(resp.Header.Values("Set-Cookie")) != 0 || resp.Header.Get("Pragma") != "no-cache" {
+		t.Errorf("direct mint headers %v", resp.Header)
+	}
+	if r := call(t, base, "POST", "/api/token/direct", `{"grant":"stt"}`, cookies); r.StatusCode != 403 {
+		t.Errorf("stt is not a direct grant here, got %d", r.StatusCode)
+	}
+
+	// A preflight to the emulator, as the browser sends before the call below.
+	pre, _ := http.NewRequest("OPTIONS", d.Upstream+"/tts/bytes", nil)
+	pre.Header.Set("Origin", base)
+	pre.Header.Set("Access-Control-Request-Method", "POST")
+	pre.Header.Set("Access-Control-Request-Headers", "authorization,cartesia-version,content-type")
+	presp, err := http.DefaultTransport.RoundTrip(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp.Body.Close()
+	if presp.StatusCode != 204 || presp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+		presp.Header.Get("Access-Control-Allow-Methods") != "GET, POST" ||
+		presp.Header.Get("Access-Control-Allow-Headers") !=
+			"authorization, cartesia-version, content-type" ||
+		presp.Header.Get("Access-Control-Max-Age") != "600" ||
+		presp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("preflight: %d %v", presp.StatusCode, presp.Header)
+	}
+
+	// The call itself, with the token and no cookie.
+	tts := `{"model_id":"sonic-3","transcript":"Direct.",` +
+		`"voice":{"mode":"id","id":"6ccbfb76-1fc6-48f7-b71d-91ac6298247b"},` +
+		`"output_format":{"container":"wav","encoding":"pcm_s16le","sample_rate":24000},` +
+		`"language":"en"}`
+	req, _ := http.NewRequest("POST", d.Upstream+"/tts/bytes", strings.NewReader(tts))
+	req.Header.Set("Origin", base)
+	req.Header.Set("Authorization", "Bearer "+minted.Token)
+	req.Header.Set("Cartesia-Version", d.CartesiaVersion)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err = http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.HasPrefix(body, []byte("RIFF")) ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("direct tts/bytes: %d %q %v", resp.StatusCode, body[:min(len(body), 200)],
+			resp.Header)
+	}
+
+	// The WebSocket, with the token in the query as browsers must send it.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q := url.Values{"access_token": {minted.Token}, "cartesia_version": {d.CartesiaVersion}}
+	conn, _, err := websocket.Dial(ctx, "ws://"+upHost+"/tts/websocket?"+q.Encode(),
+		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {base}}})
+	if err != nil {
+		t.Fatalf("direct WebSocket: %v", err)
+	}
+	defer conn.CloseNow()
+	msg := `{"context_id":"c1","model_id":"sonic-3","transcript":"Direct.",` +
+		`"voice":{"mode":"id","id":"6ccbfb76-1fc6-48f7-b71d-91ac6298247b"},` +
+		`"output_format":{"container":"raw","encoding":"pcm_s16le","sample_rate":16000},` +
+		`"language":"en"}`
+	if err := conn.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for {
+		_, data, err := conn.Read(ctx)
+		if err != nil {
+			t.Fatalf("WebSocket read after %v: %v", types, err)
+		}
+		var ev struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(data, &ev)
+		types = append(types, ev.Type)
+		if ev.Type == "done" || ev.Type == "error" {
+			break
+		}
+	}
+	if !slices.Contains(types, "chunk") || types[len(types)-1] != "done" {
+		t.Errorf("WebSocket events %v, want chunks then done", types)
+	}
+	_ = conn.Close(websocket.StatusNormalClosure, "")
+
+	if !strings.Contains(stderr.String(), `"level":"WARN","msg":"direct_mode"`) {
+		t.Errorf("direct mode is not announced at start:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), `"msg":"token_issued_direct"`) {
+		t.Errorf("no token_issued_direct event:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), minted.Token) {
+		t.Error("the direct token reached the log")
 	}
 }
