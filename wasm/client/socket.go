@@ -7,16 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
-	"github.com/coder/websocket"
 	"github.com/hack-pad/safejs"
+	"github.com/voxgate/voxgate/wasm/jsx"
 )
 
 // Socket limits. Each says why it has its value.
@@ -28,9 +25,10 @@ const (
 
 	// readLimit bounds one received message. Cartesia's largest frames are audio chunks
 	// of about 100 ms as base64 in JSON (some 26 KiB at 48 kHz float32) and agent media of
-	// similar size; 4 MiB leaves ample room. coder/websocket's 32 KiB default is too
-	// tight. The browser has buffered the message before the check, so the limit guards
-	// Go's memory, not the network.
+	// similar size; 4 MiB leaves ample room. The browser has buffered the message before
+	// the check, so the limit guards Go's memory, not the network: a longer message is
+	// dropped (jsx.WebSocket skips copying it when its length shows it) and the socket is
+	// closed with closeTooBig.
 	readLimit = 4 << 20
 
 	// inboxSize is how many received messages wait for the consumer before the reader
@@ -44,10 +42,9 @@ const (
 
 // Close codes browsers let a page send (WebSocket.close accepts only 1000 and 3000-4999).
 const (
-	closeNormal  = 1000
-	closeTooBig  = 4009 // our 4xxx twin of 1009, which browsers refuse to send
-	closeNoCode  = 1005 // no status code was received
-	closeAbnorml = 1006 // the connection dropped without a close frame
+	closeNormal = 1000
+	closeTooBig = 4009 // our 4xxx twin of 1009, which browsers refuse to send
+	closeNoCode = 1005 // no status code was received
 )
 
 // CloseStatus is how a WebSocket ended: the close code and reason, as received from the
@@ -67,10 +64,10 @@ type message struct {
 // into a bounded inbox; when the consumer does not read, the reader stops reading.
 //
 // Limitation: the browser's WebSocket offers no read backpressure: it keeps receiving and
-// queues messages (inside coder/websocket) even when Go stops reading. Only a consumer
+// queues messages (in jsx.WebSocket's queue) even when Go stops reading. Only a consumer
 // that reads from the network (SSE, via fetch's stream reader) slows the sender down.
 type socket struct {
-	conn  *websocket.Conn // referenced until the end: a collected Conn closes itself
+	conn  *jsx.WebSocket
 	grant string
 	inbox chan message
 	watch func(message) // sees every message before the inbox, in the reader goroutine
@@ -80,6 +77,9 @@ type socket struct {
 	readErr error // a failure other than the close itself
 
 	closing  atomic.Bool
+	mu       sync.Mutex
+	sent     *CloseStatus  // the close this client sent first; guarded by mu
+	finished bool          // status is being decided: a later Close changes nothing; mu
 	detached chan struct{} // closed when nobody will read the inbox again
 	detach   sync.Once
 	close    sync.Once
@@ -101,10 +101,7 @@ func (c *Client) dial(ctx context.Context, grant, path, query string,
 		}
 
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		// Limitation: when dctx ends during the open, coder/websocket closes the socket
-		// with 1008, which browsers refuse; a socket that opens later stays open unused
-		// until the page unloads.
-		conn, _, err := websocket.Dial(dctx, url, nil)
+		conn, err := jsx.Dial(dctx, url) // closes a socket still opening when dctx ends
 		cancel()
 		if err == nil {
 			c.sessionStarted()
@@ -124,7 +121,7 @@ func (c *Client) dial(ctx context.Context, grant, path, query string,
 }
 
 // wsURL is the WebSocket URL of path on the server: the configured base or the page's
-// origin; coder/websocket turns http(s) into ws(s).
+// origin; jsx.Dial turns http(s) into ws(s).
 func (c *Client) wsURL(path, query string) (string, error) {
 	base := c.base
 	if base == "" {
@@ -146,7 +143,7 @@ func (c *Client) wsURL(path, query string) (string, error) {
 	return base + path, nil
 }
 
-func newSocket(conn *websocket.Conn, grant string, watch func(message)) *socket {
+func newSocket(conn *jsx.WebSocket, grant string, watch func(message)) *socket {
 	conn.SetReadLimit(readLimit)
 	s := &socket{conn: conn, grant: grant, inbox: make(chan message, inboxSize),
 		watch: watch, ended: make(chan struct{}), detached: make(chan struct{})}
@@ -155,17 +152,16 @@ func newSocket(conn *websocket.Conn, grant string, watch func(message)) *socket 
 }
 
 // read moves messages into the inbox until the socket ends. It reads with a context that
-// never ends: coder/websocket answers an ended read context with close code 1008, which
-// browsers refuse, leaving the socket open. Reads end when the socket closes.
+// never ends: Read returns once the browser reports the close, which it always does.
 func (s *socket) read() {
 	defer close(s.inbox)
 	for {
-		typ, data, err := s.conn.Read(context.Background())
+		binary, data, err := s.conn.Read(context.Background())
 		if err != nil {
 			s.finish(err)
 			return
 		}
-		m := message{binary: typ == websocket.MessageBinary, data: data}
+		m := message{binary: binary, data: data}
 		if s.watch != nil {
 			s.watch(m)
 		}
@@ -176,19 +172,38 @@ func (s *socket) read() {
 	}
 }
 
-// finish records how the socket ended.
+// finish records how the socket ended. err is the first Read error: the close itself, a
+// message over readLimit, or a message that could not be copied; after the last two the
+// socket is closed and the rest is dropped until the browser reports the close.
 func (s *socket) finish(err error) {
-	if errors.Is(err, websocket.ErrMessageTooBig) {
+	var tooBig *jsx.TooBigError
+	var closed *jsx.CloseError
+	switch {
+	case errors.As(err, &closed):
+	case errors.As(err, &tooBig):
 		s.readErr = &Error{Code: CodeBadEvent, Grant: s.grant, Err: err,
 			Message: fmt.Sprintf("a message exceeded %d bytes", readLimit)}
 		s.Close(closeTooBig, "message too big")
-		for err == nil || errors.Is(err, websocket.ErrMessageTooBig) {
-			_, _, err = s.conn.Read(context.Background()) // drop the rest until the close
-		}
-	} else if !errors.Is(err, net.ErrClosed) {
+	default:
 		s.readErr = AsError(err, s.grant)
+		s.Close(closeNormal, "unreadable message")
 	}
-	s.status = closeStatus(s.conn)
+	for closed == nil {
+		_, _, err = s.conn.Read(context.Background())
+		errors.As(err, &closed)
+	}
+
+	s.mu.Lock()
+	s.finished = true
+	sent := s.sent
+	s.mu.Unlock()
+	// A close this client started is reported as sent, whatever the server answers: the
+	// caller asked for that ending.
+	if sent != nil {
+		s.status = *sent
+	} else {
+		s.status = CloseStatus{Code: closed.Code, Reason: closed.Reason}
+	}
 	close(s.ended)
 }
 
@@ -230,28 +245,26 @@ func (s *socket) send(binary bool, data []byte) error {
 		return &Error{Code: CodeClosed, Grant: s.grant, Message: "the WebSocket is closed"}
 	default:
 	}
-	typ := websocket.MessageText
-	if binary {
-		typ = websocket.MessageBinary
-	}
-	if err := s.conn.Write(context.Background(), typ, data); err != nil {
+	if err := s.conn.Write(binary, data); err != nil {
 		return &Error{Code: CodeClosed, Grant: s.grant, Message: err.Error(), Err: err}
 	}
 	return nil
 }
 
 // Close starts the close handshake with code (1000 or 3000-4999: the only codes browsers
-// send) without waiting for it; Closed reports the end. Safe to call more than once.
-//
-// Limitation: coder/websocket holds a lock while it waits for the close event, and its
-// error-event callback takes the same lock; a connection that fails (error event) during
-// our close handshake could block that callback. Browsers fire error events on failed
-// opens and lost connections, rarely during a clean close; no case was seen in tests.
+// send) without waiting for it; Closed reports the end. Safe to call more than once, and
+// from a JavaScript callback (it never waits).
 func (s *socket) Close(code int, reason string) {
 	s.close.Do(func() {
 		s.closing.Store(true)
-		// Conn.Close waits for the browser's close event: never on a callback's goroutine.
-		go func() { _ = s.conn.Close(websocket.StatusCode(code), reason) }()
+		s.mu.Lock()
+		if !s.finished {
+			s.sent = &CloseStatus{Code: code, Reason: jsx.ClampCloseReason(reason)}
+		}
+		s.mu.Unlock()
+		// The codes used here are constants browsers accept; the only other failure is a
+		// socket already closing, whose end Closed reports anyway.
+		_ = s.conn.Close(code, reason)
 	})
 }
 
@@ -269,23 +282,4 @@ func (s *socket) Closed(ctx context.Context) (CloseStatus, error) {
 	case <-ctx.Done():
 		return CloseStatus{}, AsError(ctx.Err(), s.grant)
 	}
-}
-
-// closeStatus reads the close code and reason that ended conn.
-//
-// Limitation: coder/websocket v1.8.15 under js/wasm returns net.ErrClosed from Read and
-// keeps the peer's CloseError in an unexported field (coder/websocket#505, open). Until
-// that is fixed, closeStatus reads the field through reflect; when the field is missing
-// (another version) the status is reported as 1005, "no status".
-func closeStatus(conn *websocket.Conn) CloseStatus {
-	field := reflect.ValueOf(conn).Elem().FieldByName("closeErr")
-	if !field.IsValid() || field.Type() != reflect.TypeFor[error]() {
-		return CloseStatus{Code: closeNoCode}
-	}
-	err := *(*error)(unsafe.Pointer(field.UnsafeAddr()))
-	var ce websocket.CloseError
-	if errors.As(err, &ce) {
-		return CloseStatus{Code: int(ce.Code), Reason: ce.Reason}
-	}
-	return CloseStatus{Code: closeAbnorml}
 }
