@@ -218,3 +218,30 @@ func TestOfferWithABadUpstreamIsIgnored(t *testing.T) {
 		c.Close()
 	}
 }
+
+func TestDirectSocketOpensOnTheUpstreamWithAFreshToken(t *testing.T) {
+	class := wsFakeInstall(t)
+	_ = class.Set("refuse", true)
+	f := installFetch(t, directServer(audio))
+	c := newClient(t, nil)
+
+	_, err := c.TTSWebSocket(context.Background())
+
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeWSRefused {
+		t.Fatalf("TTSWebSocket = %v, want ws_refused", err)
+	}
+	if s := fmt.Sprintf("%v %+v", e, *e); strings.Contains(s, "tok-") {
+		t.Fatalf("the refusal repeats the token: %s", s)
+	}
+	if n := f.count("/api/token/direct"); n != 2 {
+		t.Fatalf("%d direct mints, want 2 (the first and one after the refusal)", n)
+	}
+	for i, want := range []string{"tok-1", "tok-2"} {
+		url := wsString(mustGet(t, wsFakeNth(t, class, i+1), "url"))
+		if url != "ws://127.0.0.1:9/tts/websocket?access_token="+want+
+			"&cartesia_version=2025-04-16" {
+			t.Fatalf("socket %d opened %s, want the upstream with %s", i+1, url, want)
+		}
+	}
+}

@@ -85,24 +85,35 @@ type socket struct {
 	close    sync.Once
 }
 
-// dial opens a WebSocket to the server's path (with query, may be empty). It checks
-// grant's token first; when the open fails (browsers do not say why) it invalidates the
-// token, refreshes it and tries once more, then fails with code ws_refused.
+// dial opens a WebSocket to the server's path (with query, may be empty), or for a direct
+// grant to the same path on the upstream with the token in the query. It checks grant's
+// token first; when the open fails (browsers do not say why) it invalidates the token,
+// refreshes it and tries once more, then fails with code ws_refused.
 func (c *Client) dial(ctx context.Context, grant, path, query string,
 	watch func(message)) (*socket, error) {
-	url, err := c.wsURL(path, query)
+	proxied, err := c.wsURL(path, query)
 	if err != nil {
 		return nil, err
 	}
 
 	for attempt := 1; ; attempt++ {
-		if _, err := c.tokens.Ensure(ctx, grant); err != nil {
+		secret, err := c.ensure(ctx, grant)
+		if err != nil {
 			return nil, AsError(err, grant)
+		}
+		url, where := proxied, "the server"
+		if secret != "" {
+			url, where = c.directSocketURL(path, query, secret), "the upstream"
 		}
 
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		conn, err := jsx.Dial(dctx, url) // closes a socket still opening when dctx ends
 		cancel()
+		url = "" // a direct URL carries the token: let it go at once
+		if err != nil && secret != "" {
+			// The error's text leaves the query out, but its URL field keeps the token.
+			err = errors.New(err.Error())
+		}
 		if err == nil {
 			c.sessionStarted()
 			return newSocket(conn, grant, watch), nil
@@ -113,7 +124,7 @@ func (c *Client) dial(ctx context.Context, grant, path, query string,
 		}
 		if attempt == 2 {
 			return nil, &Error{Code: CodeWSRefused, Grant: grant, Err: err,
-				Message: "open " + path + ": the server refused the WebSocket " +
+				Message: "open " + path + ": " + where + " refused the WebSocket " +
 					"(the browser console may say why)"}
 		}
 		c.tokens.Invalidate(grant)

@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,10 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/voxgate/voxgate/server/audio"
+	"github.com/voxgate/voxgate/server/tonecode"
 )
 
 // tokenCapture records, through DevTools, the direct-mode tokens the server handed the
@@ -171,4 +177,62 @@ func TestDirectModeOffByDefaultUsesTheProxy(t *testing.T) {
 	if d := eval[bool](p.b, "read direct flag", `voxgateDemo.client.tokens.state("tts").direct`); d {
 		t.Fatal("the tts token reports direct with direct mode off")
 	}
+}
+
+// TestDirectModeStreamsAndUploads: the TTS WebSocket (Type & hear), the STT WebSocket
+// (Dictate, through the fake microphone) and the batch upload (File) all work in direct
+// mode, straight to the upstream, with nothing proxied.
+func TestDirectModeStreamsAndUploads(t *testing.T) {
+	t.Parallel()
+	const said = "Direct from the microphone."
+	s := startServer(t, "DIRECT_GRANTS=tts,stt")
+	p := openTab(t, s, "live", fakeMicrophone(t, said)...)
+
+	const typed = "Typed, and sent directly."
+	p.b.do("type", chromedp.SendKeys(chromedp.ID("live-text"), typed+kb.Enter))
+	p.waitRecord("live", 1, "r.complete", stepTimeout)
+	raw := chunksOf(p, "voxgateDemo.live.chunks")
+	if texts := decodeFrames(t, raw, audio.F32LE, 44100); strings.Join(texts, "") != typed {
+		t.Errorf("the direct TTS socket's audio decodes to %q, want %q", texts, typed)
+	}
+
+	p.b.do("open dictate", chromedp.Click(chromedp.ID("tab-dictate")))
+	p.b.do("start the microphone", chromedp.Click(chromedp.ID("dictate-start")))
+	p.b.waitFor("a final transcript",
+		`voxgateDemo.dictate && (voxgateDemo.dictate.error !== null ||
+			voxgateDemo.dictate.finals.some((f) => f !== ""))`, micTimeout)
+	p.b.do("stop", chromedp.Click(chromedp.ID("dictate-stop")))
+	p.waitRecord("dictate", 1, "r.complete", stepTimeout)
+	finals := eval[[]string](p.b, "read finals", "voxgateDemo.dictate.finals.filter((f) => f)")
+	if len(finals) == 0 || finals[0] != said {
+		t.Errorf("direct STT finals %q, want %q first", finals, said)
+	}
+
+	samples := append(make([]float32, 8000), tonecode.Encode(typed, 16000)...)
+	wav, err := audio.EncodeWAV(audio.S16LE, 16000, samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "speech.wav")
+	if err := os.WriteFile(path, wav, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.b.do("open transcribe", chromedp.Click(chromedp.ID("tab-transcribe")))
+	p.b.do("transcribe a file directly",
+		chromedp.SetUploadFiles(chromedp.ID("transcribe-file"), []string{path}),
+		chromedp.Click(chromedp.ID("transcribe-submit")))
+	p.waitRecord("transcription", 1, "r.result !== null", stepTimeout)
+	if got := eval[string](p.b, "read the transcript",
+		"voxgateDemo.transcription.result.text"); got != typed {
+		t.Errorf("direct batch transcript %q, want %q", got, typed)
+	}
+
+	for _, grant := range []string{"tts", "stt"} {
+		if n := countLines(s.Lines(), func(l logLine) bool {
+			return l.Msg() == "proxy" && l.Str("grant") == grant
+		}); n != 0 {
+			t.Errorf("%d %s calls went through the proxy in direct mode", n, grant)
+		}
+	}
+	p.finish(s, "direct")
 }
