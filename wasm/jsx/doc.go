@@ -2,7 +2,8 @@
 
 // Package jsx is the thin glue between Go and the browser's JavaScript: awaiting Promises
 // from goroutines, handing Go work back to JavaScript as Promises, copying bytes, Blobs and
-// FormData, Go functions that count themselves until released, and a small fetch client.
+// FormData, Go functions that count themselves until released, a small fetch client and a
+// WebSocket wrapper over the browser's own (which also reports the real close code).
 //
 // It owns every call into JavaScript that the wasm client makes, all through
 // github.com/hack-pad/safejs so that a JavaScript exception becomes a Go error instead of
