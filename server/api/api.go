@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +178,8 @@ type server struct {
 	uploadRoutes map[string]bool
 
 	mintLimits *limiter
+	// quota is the upstream quota breaker both token routes mint through.
+	quota *breaker
 	// directGrants is Config.DirectGrants as a set (empty: direct mode off) and
 	// directLimits the direct route's own bucket per user.
 	directGrants map[token.Grant]bool
@@ -269,6 +272,7 @@ func newServer(cfg Config) (*server, error) {
 		log:            cfg.Logger,
 		sessions:       cfg.Sessions,
 		mintLimits:     newLimiter(cfg.MintLimit, cfg.Now, maxLimiterKeys),
+		quota:          newBreaker(cfg.Now, cfg.Logger),
 		directGrants:   direct,
 		directLimits:   newLimiter(cfg.DirectMintLimit, cfg.Now, maxLimiterKeys),
 		upstreamOrigin: upstreamOrigin,
@@ -351,10 +355,12 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ServeHTTP runs the middleware chain: the body deadline, security headers on
-// everything, then the Host allowlist, then (for /api/ and /cartesia/) no-store, CORS
-// for configured origins, CSRF and media-type checks, and finally the routes.
+// ServeHTTP runs the middleware chain: the connection's end after a chunked body, the
+// body deadline, security headers on everything, then the Host allowlist, then (for
+// /api/ and /cartesia/) no-store, CORS for configured origins, CSRF and media-type
+// checks, and finally the routes.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	closeAfterChunked(w, r)
 	w = s.boundBody(w, r)
 	s.securityHeaders(w)
 
@@ -388,11 +394,32 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// closeAfterChunked makes the connection close after answering an HTTP/1 request whose
+// body came chunked, so that the connection carries no request after it.
+//
+// A request may carry Transfer-Encoding: chunked and a Content-Length together: the
+// classic request-smuggling frame (RFC 9112 6.1). net/http frames it by the chunks and
+// drops the Content-Length header, so a handler cannot tell it from plain chunking. A
+// front end that framed it by the Content-Length instead counted the bytes after the
+// last chunk as body; served as the next request on this connection, they would be a
+// request nobody in front of us saw. Closing after every chunked request removes that
+// next request, at the price of one reconnection for clients that stream an upload on
+// HTTP/1.1 (browsers stream request bodies only over HTTP/2, which has no chunking).
+func closeAfterChunked(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		w.Header().Set("Connection", "close")
+	}
+}
+
 // redirectToOrigin sends page loads on an allowed alias host (http://localhost:8080 when
 // PUBLIC_ORIGIN is http://127.0.0.1:8080) to the public origin. A page on the alias would
 // work for fetch (Sec-Fetch-Site says same-origin) but every WebSocket upgrade from it
 // would be refused, because upgrades must come from exactly PUBLIC_ORIGIN. Health checks
 // and API calls are left alone: load balancers and scripts may use any allowed name.
+//
+// The Location is the origin, then a path that starts with one "/", then the query:
+// nothing from the request can move the authority. A request-target that is no such path
+// (an opaque "x:@evil.example/" would have made the origin a user name) is answered 400.
 func (s *server) redirectToOrigin(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return false
@@ -401,8 +428,62 @@ func (s *server) redirectToOrigin(w http.ResponseWriter, r *http.Request) bool {
 		r.URL.Path == "/healthz" || r.RequestURI == "*" {
 		return false
 	}
-	http.Redirect(w, r, s.origin+r.URL.RequestURI(), http.StatusPermanentRedirect)
+
+	target, ok := redirectTarget(r)
+	if !ok {
+		s.reject(r, "request_target")
+		reply.Error(w, http.StatusBadRequest, "bad_request",
+			"the request-target must be a path starting with a single /")
+		return true
+	}
+	http.Redirect(w, r, s.origin+target, http.StatusPermanentRedirect)
 	return true
+}
+
+// redirectTarget returns the path and query of r to append to the origin, cleaned as
+// ServeMux would clean them, or false when r's target is not one this server redirects.
+//
+// Two forms qualify (RFC 9112 3.2): origin-form ("/path?query"), what browsers send,
+// and absolute-form ("http://alias/path?query"), which a server must accept from
+// proxies; its scheme and authority are dropped (r.Host already came from them and
+// passed the allowlist) and its path must obey the same rule. Both keep only a path
+// that starts with exactly one "/": "//host" is no path a browser sends, and read on its
+// own it names another host, so it gets the 400 too. Everything else (opaque
+// "scheme:rest", user info, "*") is refused.
+func redirectTarget(r *http.Request) (string, bool) {
+	u := r.URL
+	if u.Opaque != "" || u.User != nil {
+		return "", false
+	}
+	if !strings.HasPrefix(r.RequestURI, "/") {
+		// Only absolute-form may remain; Go accepts no other target here.
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return "", false
+		}
+	}
+
+	p := u.EscapedPath()
+	if p == "" && !strings.HasPrefix(r.RequestURI, "/") {
+		p = "/" // "http://alias" is the root
+	}
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return "", false
+	}
+	p = cleanPath(p)
+	if u.RawQuery != "" || u.ForceQuery {
+		p += "?" + u.RawQuery
+	}
+	return p, true
+}
+
+// cleanPath is path.Clean keeping a trailing slash, as ServeMux cleans request paths:
+// the redirect then lands on the path that will be served, with no "." or ".." left.
+func cleanPath(p string) string {
+	cleaned := path.Clean(p)
+	if strings.HasSuffix(p, "/") && cleaned != "/" {
+		cleaned += "/"
+	}
+	return cleaned
 }
 
 // reject logs one security_rejected event: the reason, the path and the peer address,

@@ -19,13 +19,16 @@ import (
 	"github.com/voxgate/voxgate/server/session"
 )
 
-// rawAnswer is what a raw-socket client saw: the status (0 for none), whether the server
-// closed the connection after it, and how long the whole exchange took.
+// rawAnswer is what a raw-socket client saw: the status (0 for none), whether the answer
+// said Connection: close (saysClose; net/http takes that header out of header), whether
+// the server closed the connection after it, and how long the whole exchange took.
 type rawAnswer struct {
-	status  int
-	body    string
-	closed  bool
-	elapsed time.Duration
+	status    int
+	header    http.Header
+	body      string
+	saysClose bool
+	closed    bool
+	elapsed   time.Duration
 }
 
 // rawExchange writes text on a fresh connection and waits up to within for an answer and
@@ -55,8 +58,8 @@ func (h *harness) rawExchange(text string, within time.Duration) rawAnswer {
 	h.mu.Unlock()
 
 	_, err = br.ReadByte()
-	return rawAnswer{status: res.StatusCode, body: string(b), closed: errors.Is(err, io.EOF),
-		elapsed: time.Since(start)}
+	return rawAnswer{status: res.StatusCode, header: res.Header, body: string(b),
+		saysClose: res.Close, closed: errors.Is(err, io.EOF), elapsed: time.Since(start)}
 }
 
 // TestUnreadBodiesCannotHoldAConnection is the slow-body attack on every kind of route

@@ -95,8 +95,8 @@ func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // mint runs the steps both token routes share, in order: the session, the body, the
-// grant, the route's grant checks, the lifetime, the route's rate limit and the mint
-// itself. On any failure it has answered and returns false.
+// grant, the route's grant checks, the lifetime, the route's rate limit, the upstream
+// quota breaker and the mint itself. On any failure it has answered and returns false.
 func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (minted, bool) {
 	sess, ok := s.requireSession(w, r)
 	if !ok {
@@ -135,7 +135,15 @@ func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (min
 		return minted{}, false
 	}
 
+	// Checked after the user's own limit: a request refused there must not take the
+	// probe of a half-open circuit, which would then never be sent.
+	leave, refused := s.quota.allow()
+	if refused != nil {
+		s.quotaRefused(w, sess, grant, refused)
+		return minted{}, false
+	}
 	tok, err := s.cfg.Minter.Mint(r.Context(), grant, ttl)
+	s.quota.record(leave, err)
 	if err != nil {
 		s.mintFailed(w, r, sess, grant, err)
 		return minted{}, false
@@ -229,4 +237,22 @@ func (s *server) mintFailed(w http.ResponseWriter, r *http.Request, sess session
 		reply.Error(w, http.StatusBadGateway, "upstream_error",
 			"the upstream answered something that is not a token")
 	}
+}
+
+// quotaRefused answers a mint that the quota breaker kept from the upstream: 429
+// rate_limited when the upstream rate limited us, else 503 upstream_unavailable, with our
+// own Retry-After in whole seconds. The event that matters for alerting was logged once,
+// when the circuit opened; this one only counts the refusals.
+func (s *server) quotaRefused(w http.ResponseWriter, sess session.Session, grant token.Grant,
+	ref *refusal) {
+	s.log.Info("token_mint_failed", "reason", "upstream_quota", "user", sess.User,
+		"grant", string(grant), "status", ref.status)
+	setRetryAfter(w, ref.wait)
+	if ref.status == http.StatusTooManyRequests {
+		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
+			"the upstream is rate limiting token requests; try again later")
+		return
+	}
+	reply.Error(w, http.StatusServiceUnavailable, "upstream_unavailable",
+		"the upstream cannot mint tokens right now; try again later")
 }

@@ -146,23 +146,58 @@ func TestItem23_UpstreamMintFailures(t *testing.T) {
 	}
 }
 
-// TestItem23_UpstreamQuotaOpensACircuit: after upstream says it is out of quota, further
-// mints should wait out a cool-down instead of hitting upstream again.
+// TestItem23_UpstreamQuotaOpensACircuit: after upstream says the key is out of quota,
+// further mints on both token routes, for every user, wait out a cool-down (upstream's
+// Retry-After) without reaching upstream; then one mint probes, and its success closes
+// the circuit. Opening and closing are one upstream_quota event each.
 func TestItem23_UpstreamQuotaOpensACircuit(t *testing.T) {
-	gap(t, "no circuit breaker: after an upstream 429 or 402 every mint still reaches "+
-		"upstream, and no distinct upstream_quota event is logged")
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnv(t, withAPI(func(c *api.Config) { c.DirectGrants = []token.Grant{token.TTS} }))
 	e.fake.Handle(sectest.RouteMint, sectest.RateLimited("60"))
-	sess := e.login("alice", alicePassword)
-	for range 3 {
-		e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: []*http.Cookie{sess}})
+	alice := []*http.Cookie{e.login("alice", alicePassword)}
+	bob := []*http.Cookie{e.login("bob", bobPassword)}
+
+	if a := e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: alice}); a.status !=
+		http.StatusTooManyRequests || a.header.Get("Retry-After") != "60" {
+		t.Fatalf("the refused mint: %d %s Retry-After %q", a.status, a.body,
+			a.header.Get("Retry-After"))
+	}
+
+	e.clk.Advance(20 * time.Second)
+	for _, c := range []call{
+		{path: "/api/token", body: `{"grant":"tts"}`, cookies: alice},
+		{path: "/api/token", body: `{"grant":"stt"}`, cookies: alice},
+		{path: "/api/token", body: `{"grant":"tts"}`, cookies: bob},
+		{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: bob},
+	} {
+		a := e.do(c)
+		if a.status != http.StatusTooManyRequests || a.code() != "rate_limited" ||
+			a.header.Get("Retry-After") != "40" {
+			t.Errorf("%s %s within the cool-down: %d %s Retry-After %q, want 429 "+
+				"rate_limited 40", c.path, c.body, a.status, a.body, a.header.Get("Retry-After"))
+		}
+		if len(a.header.Values("Set-Cookie")) != 0 || strings.Contains(a.body, `"token"`) {
+			t.Errorf("%s: a refused mint handed out a token", c.path)
+		}
 	}
 	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 1 {
 		t.Errorf("upstream saw %d mints within its Retry-After, want 1", n)
 	}
-	if n := len(e.logs.Events(t, "upstream_quota")); n == 0 {
-		t.Error("no upstream_quota event")
+	opened := e.logs.Matching(t, "upstream_quota", map[string]string{"state": "open"})
+	if len(opened) != 1 || opened[0].Str("level") != "WARN" {
+		t.Errorf("upstream_quota open events %v, want one warning", opened)
+	}
+
+	// The cool-down over, one mint probes upstream, which has recovered.
+	e.fake.Handle(sectest.RouteMint, e.fake.Default(sectest.RouteMint))
+	e.clk.Advance(40 * time.Second)
+	e.mint(bob[0], token.TTS)
+	e.mint(alice[0], token.STT)
+	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 3 {
+		t.Errorf("upstream saw %d mints, want 3 (the refused one, the probe, one more)", n)
+	}
+	if n := len(e.logs.Matching(t, "upstream_quota", map[string]string{"state": "closed"})); n != 1 {
+		t.Errorf("%d upstream_quota closed events, want 1", n)
 	}
 }
 

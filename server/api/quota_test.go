@@ -1,0 +1,222 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/voxgate/voxgate/server/api"
+	"github.com/voxgate/voxgate/server/token"
+)
+
+// setMint replaces the fake's /access-token handler while requests may be running.
+func (h *harness) setMint(f http.HandlerFunc) {
+	h.up.mu.Lock()
+	h.up.mint = f
+	h.up.mu.Unlock()
+}
+
+// failMint answers every mint with status, a Cartesia-shaped body and, when not empty,
+// Retry-After.
+func failMint(status int, retryAfter string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, `{"error_code":"quota","title":"No","message":"%d",`+
+			`"request_id":"req_q"}`, status)
+	}
+}
+
+// quotaEvents returns the upstream_quota events in the given state.
+func (h *harness) quotaEvents(state string) []map[string]any {
+	var out []map[string]any
+	for _, ev := range h.logs.events(h.t, "upstream_quota") {
+		if ev["state"] == state {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func withDirect(c *api.Config) { c.DirectGrants = []token.Grant{token.TTS} }
+
+func TestUpstreamOutOfCreditsStopsMintsOnBothRoutes(t *testing.T) {
+	h := newHarness(t, withDirect)
+	h.setMint(failMint(http.StatusPaymentRequired, ""))
+	alice, bob := h.login("alice", "alice-pw"), h.login("bob", "bob-pw")
+
+	// The answer that opens the circuit is upstream's own, as before.
+	if r, _ := h.mint(alice, `{"grant":"tts"}`); r.status != 502 || r.code() != "upstream_error" {
+		t.Fatalf("the 402 itself: %d %s, want 502 upstream_error", r.status, r.body)
+	}
+	opened := h.quotaEvents("open")
+	if len(opened) != 1 || opened[0]["level"] != "WARN" ||
+		opened[0]["upstream_status"] != float64(402) || opened[0]["cool_down_s"] != float64(30) ||
+		opened[0]["request_id"] != "req_q" {
+		t.Fatalf("upstream_quota open events %v, want one warning naming 402 and 30 s", opened)
+	}
+
+	h.clk.Advance(10 * time.Second)
+	for _, c := range []req{
+		{path: "/api/token", body: `{"grant":"stt"}`, cookies: []*http.Cookie{alice}},
+		{path: "/api/token", body: `{"grant":"tts"}`, cookies: []*http.Cookie{bob}},
+		{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: []*http.Cookie{bob}},
+	} {
+		r := h.do(c)
+		if r.status != 503 || r.code() != "upstream_unavailable" ||
+			r.header.Get("Retry-After") != "20" {
+			t.Errorf("%s %s: %d %s Retry-After %q, want 503 upstream_unavailable 20", c.path,
+				c.body, r.status, r.body, r.header.Get("Retry-After"))
+		}
+		if len(r.header.Values("Set-Cookie")) != 0 || strings.Contains(r.body, `"token"`) {
+			t.Errorf("%s: a refused mint handed out a token", c.path)
+		}
+	}
+	if n := len(h.up.callsTo("/access-token")); n != 1 {
+		t.Errorf("upstream saw %d mints, want 1", n)
+	}
+	if n := len(h.logs.events(t, "token_mint_failed")); n != 4 {
+		t.Errorf("%d token_mint_failed events, want one per failed mint (4)", n)
+	}
+
+	// The cool-down over, one mint probes; still out of credits, the circuit reopens.
+	h.clk.Advance(20 * time.Second)
+	if r, _ := h.mint(bob, `{"grant":"tts"}`); r.status != 502 || r.code() != "upstream_error" {
+		t.Errorf("the failing probe: %d %s, want upstream's 502", r.status, r.body)
+	}
+	if r, _ := h.mint(alice, `{"grant":"tts"}`); r.status != 503 ||
+		r.header.Get("Retry-After") != "30" {
+		t.Errorf("after the failing probe: %d Retry-After %q, want 503 and 30", r.status,
+			r.header.Get("Retry-After"))
+	}
+	if n := len(h.quotaEvents("open")); n != 2 {
+		t.Errorf("%d open events, want 2", n)
+	}
+
+	// Credits back: the next probe closes the circuit, and mints flow again.
+	h.setMint(nil)
+	h.clk.Advance(30 * time.Second)
+	for _, sess := range []*http.Cookie{alice, bob} {
+		if r, c := h.mint(sess, `{"grant":"tts"}`); r.status != 200 || c == nil {
+			t.Errorf("after recovery: %d %s", r.status, r.body)
+		}
+	}
+	closed := h.quotaEvents("closed")
+	if len(closed) != 1 || closed[0]["open_s"] != float64(60) {
+		t.Errorf("upstream_quota closed events %v, want one after 60 s", closed)
+	}
+	if n := len(h.up.callsTo("/access-token")); n != 4 {
+		t.Errorf("upstream saw %d mints, want 4", n)
+	}
+}
+
+func TestUpstreamRateLimitIsAnsweredLocallyUntilItsRetryAfter(t *testing.T) {
+	h := newHarness(t, withDirect)
+	h.setMint(failMint(http.StatusTooManyRequests, "12"))
+	alice := h.login("alice", "alice-pw")
+
+	if r, _ := h.mint(alice, `{"grant":"tts"}`); r.status != 429 ||
+		r.header.Get("Retry-After") != "12" || !strings.Contains(r.body, `"upstream"`) {
+		t.Fatalf("the 429 itself: %d %s Retry-After %q", r.status, r.body,
+			r.header.Get("Retry-After"))
+	}
+	h.clk.Advance(11*time.Second + 100*time.Millisecond)
+	for _, path := range []string{"/api/token", "/api/token/direct"} {
+		r := h.do(req{path: path, body: `{"grant":"tts"}`, cookies: []*http.Cookie{alice}})
+		if r.status != 429 || r.code() != "rate_limited" || r.header.Get("Retry-After") != "1" ||
+			strings.Contains(r.body, `"upstream"`) {
+			t.Errorf("%s: %d %s Retry-After %q, want our own 429 rate_limited with 1",
+				path, r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+	if n := len(h.up.callsTo("/access-token")); n != 1 {
+		t.Errorf("upstream saw %d mints, want 1", n)
+	}
+}
+
+func TestServerErrorsInARowOpenTheCircuit(t *testing.T) {
+	h := newHarness(t)
+	h.setMint(failMint(http.StatusInternalServerError, ""))
+	alice := h.login("alice", "alice-pw")
+
+	for i := range 3 {
+		if r, _ := h.mint(alice, `{"grant":"tts"}`); r.status != 502 {
+			t.Fatalf("5xx %d: %d %s, want upstream's 502", i+1, r.status, r.body)
+		}
+	}
+	r, _ := h.mint(alice, `{"grant":"tts"}`)
+	if r.status != 503 || r.code() != "upstream_unavailable" ||
+		r.header.Get("Retry-After") != "30" {
+		t.Errorf("after three 5xx: %d %s Retry-After %q, want 503 upstream_unavailable 30",
+			r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if n := len(h.up.callsTo("/access-token")); n != 3 {
+		t.Errorf("upstream saw %d mints, want 3", n)
+	}
+}
+
+func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
+	h := newHarness(t)
+	h.setMint(failMint(http.StatusTooManyRequests, "5"))
+	alice, bob := h.login("alice", "alice-pw"), h.login("bob", "bob-pw")
+	h.mint(alice, `{"grant":"tts"}`)
+	h.clk.Advance(5 * time.Second)
+
+	// A second mint reaching upstream must not panic or hang the test: it fails it.
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var arrivedOnce, releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(letGo)
+	h.setMint(func(w http.ResponseWriter, _ *http.Request) {
+		arrivedOnce.Do(func() { close(arrived) })
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"token": tokenPrefix + "probe"})
+	})
+
+	// The probe, sent outside h.do: a goroutine may not end the test.
+	probe := make(chan int, 1)
+	go func() {
+		hr, _ := http.NewRequestWithContext(context.Background(), http.MethodPost,
+			h.srv.URL+"/api/token", strings.NewReader(`{"grant":"tts"}`))
+		hr.Header.Set("X-CSRF", "1")
+		hr.Header.Set("Content-Type", "application/json")
+		hr.AddCookie(alice)
+		res, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			probe <- 0
+			return
+		}
+		_ = res.Body.Close()
+		probe <- res.StatusCode
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe never reached upstream")
+	}
+
+	r, _ := h.mint(bob, `{"grant":"tts"}`)
+	if r.status != 429 || r.code() != "rate_limited" || r.header.Get("Retry-After") != "1" {
+		t.Errorf("while the probe is in flight: %d %s Retry-After %q, want 429 with 1",
+			r.status, r.body, r.header.Get("Retry-After"))
+	}
+	letGo()
+	if status := <-probe; status != 200 {
+		t.Errorf("the probe: %d, want 200", status)
+	}
+	h.setMint(nil)
+	if r, c := h.mint(bob, `{"grant":"tts"}`); r.status != 200 || c == nil {
+		t.Errorf("after a successful probe: %d %s", r.status, r.body)
+	}
+	if n := len(h.up.callsTo("/access-token")); n != 3 {
+		t.Errorf("upstream saw %d mints, want 3 (the 429, the probe, one more)", n)
+	}
+}
