@@ -58,9 +58,8 @@ func TestUpstreamErrorsNeverEchoTheToken(t *testing.T) {
 				requests := map[string]*http.Request{
 					"bytes": h.request(`{}`, h.sessionCookie(),
 						h.tokenCookie(token.TTS, time.Minute)),
-					"sse": h.sseRequest(),
-					"upload": h.uploadRequest("/cartesia/stt", "multipart/form-data; boundary=b",
-						strings.NewReader("--b--\r\n"), 7),
+					"sse":    h.sseRequest(),
+					"upload": h.formRequest("/cartesia/stt"),
 				}
 				for route, r := range requests {
 					resp, body := h.do(r)
@@ -132,8 +131,7 @@ func TestSuccessContentTypeIsAllowlistedPerRoute(t *testing.T) {
 			case "sse":
 				r = h.sseRequest()
 			case "upload":
-				r = h.uploadRequest("/cartesia/stt", "multipart/form-data; boundary=b",
-					strings.NewReader("--b--\r\n"), 7)
+				r = h.formRequest("/cartesia/stt")
 			}
 			resp, _ := h.do(r)
 			if resp.StatusCode != 200 {

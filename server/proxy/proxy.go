@@ -3,12 +3,15 @@
 //
 // Each call needs a live session and that grant's sealed token cookie; the proxy opens the
 // cookie, sends Authorization: Bearer <token> upstream and relays the answer as it
-// arrives: bodies as they are read, server-sent events one event at a time, uploads as
-// they are received, and WebSockets message by message on two connections (the browser's,
-// accepted here, and one dialled upstream). Request and response headers and query
-// parameters are copied by allowlist, and nothing the client sends can choose the upstream
-// host or path. It keeps a registry of open WebSockets per session so that signing out
-// ends them. The package never sees the API key and never mints tokens.
+// arrives: bodies as they are read, server-sent events one event at a time, and
+// WebSockets message by message on two connections (the browser's, accepted here, and
+// one dialled upstream). Uploads are the exception: each is received whole and checked
+// (size, multipart structure, field allowlist) before upstream sees a byte. Request and
+// response headers and query parameters are copied by allowlist, and nothing the client
+// sends can choose the upstream host or path. Nothing upstream sends that contains the
+// call's own token reaches the browser (see echoGuard). It keeps a registry of open
+// WebSockets per session so that signing out ends them. The package never sees the API
+// key and never mints tokens.
 package proxy
 
 import (
@@ -17,9 +20,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +52,13 @@ const (
 	// DefaultHTTPPerUserGrant leaves a page room for a few overlapping syntheses and an
 	// upload or two, and bounds what one account can keep upstream at once.
 	DefaultHTTPPerUserGrant = 8
+	// DefaultSpoolPerUser lets one user hold two full-size uploads at once (plus the few
+	// KiB a re-encoded form adds): the HTTP cap alone would let one account park
+	// 8 x 25 MiB on the server's disk.
+	DefaultSpoolPerUser = 2*UploadLimit + 1<<20
+	// DefaultSpoolTotal bounds what all uploads in flight may spool together, memory and
+	// disk: about ten full-size uploads, so that many accounts cannot fill the disk.
+	DefaultSpoolTotal = 256 << 20
 )
 
 // maxErrorBody caps how much of an upstream error body is read before answering.
@@ -99,6 +111,19 @@ type Config struct {
 	// event streams and uploads); one more is refused with 429 rate_limited before
 	// anything reaches upstream. Zero means DefaultHTTPPerUserGrant.
 	HTTPPerUserGrant int
+
+	// SpoolDir is where uploads larger than a small in-memory buffer are spooled while
+	// they are checked; empty means os.TempDir(). Spool files are created 0600, unlinked
+	// as soon as they are open where the system allows it, and removed in any case when
+	// the call ends, panics included.
+	SpoolDir string
+	// SpoolPerUser and SpoolTotal cap the bytes that uploads in flight may spool, per
+	// user and altogether (memory and disk). An upload that would pass the user's cap is
+	// refused with 429 rate_limited, one that would pass the total with 503 unavailable,
+	// before anything reaches upstream. Zero means DefaultSpoolPerUser and
+	// DefaultSpoolTotal; a cap below UploadLimit refuses the largest uploads.
+	SpoolPerUser int64
+	SpoolTotal   int64
 }
 
 // Proxy relays the routes in Routes. It is safe for concurrent use.
@@ -115,6 +140,10 @@ type Proxy struct {
 	streams  *streams
 	// calls counts HTTP calls in flight per user and grant, for HTTPPerUserGrant.
 	calls *slots
+	// spools accounts the bytes uploads in flight hold, for SpoolPerUser and SpoolTotal;
+	// spoolFiles counts the spool files ever created, for tests.
+	spools     *spoolBudget
+	spoolFiles atomic.Int64
 	// originPatterns is Origin for coder/websocket's own origin check, a second layer
 	// behind ours.
 	originPatterns []string
@@ -150,13 +179,17 @@ func New(cfg Config) (*Proxy, error) {
 	orDefault(&cfg.UploadTimeout, DefaultUploadTimeout)
 	cfg.WebSocket = cfg.WebSocket.withDefaults()
 
-	if cfg.HTTPPerUserGrant <= 0 {
-		cfg.HTTPPerUserGrant = DefaultHTTPPerUserGrant
+	orDefault(&cfg.HTTPPerUserGrant, DefaultHTTPPerUserGrant)
+	orDefault(&cfg.SpoolPerUser, DefaultSpoolPerUser)
+	orDefault(&cfg.SpoolTotal, DefaultSpoolTotal)
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = os.TempDir()
 	}
 
 	p := &Proxy{upstream: &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg: cfg,
 		streams: newStreams(cfg.WebSocket.PerUserGrant),
-		calls:   newSlots(cfg.HTTPPerUserGrant)}
+		calls:   newSlots(cfg.HTTPPerUserGrant),
+		spools:  newSpoolBudget(cfg.SpoolPerUser, cfg.SpoolTotal)}
 	if cfg.Origin != "" {
 		p.originPatterns = []string{matchLiteral(cfg.Origin)}
 	}
@@ -170,7 +203,7 @@ func New(cfg Config) (*Proxy, error) {
 // deadline (package api does) so that a body that never comes cannot hold a connection.
 func (p *Proxy) Handler(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &call{p: p, rt: rt, start: time.Now(), status: http.StatusOK}
+		c := &call{p: p, rt: rt, route: r.URL.Path, start: time.Now(), status: http.StatusOK}
 		defer c.log(r)
 		if rt.Kind == WebSocket {
 			c.serveWebSocket(w, r)
@@ -182,8 +215,10 @@ func (p *Proxy) Handler(rt Route) http.Handler {
 
 // call is the state of one relayed request, for its log event.
 type call struct {
-	p      *Proxy
-	rt     Route
+	p  *Proxy
+	rt Route
+	// route is the request path, for log events.
+	route  string
 	start  time.Time
 	user   string
 	status int
@@ -197,8 +232,10 @@ type call struct {
 	closeClient   int
 	closeUpstream int
 	// secret is the access token the call sent upstream, redacted from anything
-	// upstream says back.
+	// upstream says back; guard finds it in what upstream answers, which then never
+	// reaches the client.
 	secret string
+	guard  *echoGuard
 }
 
 // fail answers one of our JSON errors and remembers the status for the log.
@@ -256,14 +293,17 @@ func (c *call) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var body io.Reader
-	var upload *uploadBody
-	size := int64(-1)
+	var size int64
+	ctype := "" // the client's
 	if c.rt.Kind == Upload {
-		if upload, ok = c.openUpload(w, r); !ok {
+		// The whole upload is checked before upstream sees any of it; the spool is
+		// removed when the call ends, however it ends.
+		sp, formType, ok := c.spoolUpload(w, r)
+		if !ok {
 			return
 		}
-		defer upload.detach()
-		body, size = upload, r.ContentLength
+		defer sp.Close()
+		body, size, ctype = sp.reader(), sp.size, formType
 	} else {
 		raw, ok := c.readBody(w, r)
 		if !ok {
@@ -272,20 +312,12 @@ func (c *call) serve(w http.ResponseWriter, r *http.Request) {
 		body, size = bytes.NewReader(raw), int64(len(raw))
 	}
 
-	resp, ok := c.send(w, r, tok, query, body, size, upload)
+	resp, ok := c.send(w, r, tok, query, body, size, ctype)
 	if !ok {
 		return
 	}
 	defer resp.Body.Close()
 	c.bytesUp = size
-	if upload != nil {
-		c.bytesUp = upload.count()
-		if !upload.complete.Load() {
-			// Upstream answered before reading the whole upload; the rest of it is still
-			// on the client connection, which cannot carry another request.
-			w.Header().Set("Connection", "close")
-		}
-	}
 
 	switch {
 	case resp.StatusCode >= 400:
@@ -342,6 +374,7 @@ func (c *call) authorize(w http.ResponseWriter, r *http.Request) (session.Sessio
 		return session.Session{}, token.Token{}, false
 	}
 	c.secret = tok.Value.Reveal()
+	c.guard = newEchoGuard(c.secret)
 	return sess, tok, true
 }
 
@@ -374,10 +407,9 @@ func (c *call) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 // send builds the upstream request from the allowlists and sends it. size is the body's
-// length, or -1 when unknown (a chunked upload). upload, when not nil, is the streamed
-// body, whose own failure (too large, too slow) outranks the transport error it causes.
+// length; ctype, when not empty, replaces the client's Content-Type (a re-encoded form).
 func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token, query string,
-	body io.Reader, size int64, upload *uploadBody) (*http.Response, bool) {
+	body io.Reader, size int64, ctype string) (*http.Response, bool) {
 	target := *c.p.upstream
 	target.Path = c.rt.Upstream
 	target.RawQuery = query
@@ -391,10 +423,20 @@ func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token, que
 	if size == 0 {
 		out.Body = http.NoBody
 	}
+	if sr, ok := body.(*io.SectionReader); ok {
+		// A spooled upload can be read again, so the transport may retry it on a fresh
+		// connection when a pooled one turns out closed.
+		out.GetBody = func() (io.ReadCloser, error) {
+			return io.NopCloser(io.NewSectionReader(sr, 0, sr.Size())), nil
+		}
+	}
 	for _, h := range requestHeaders {
 		if v := r.Header.Values(h); len(v) > 0 {
 			out.Header[h] = append([]string(nil), v...)
 		}
+	}
+	if ctype != "" {
+		out.Header.Set("Content-Type", ctype)
 	}
 	out.Header.Set("Authorization", "Bearer "+tok.Value.Reveal())
 	out.Header.Set("Cartesia-Version", c.p.cfg.Version)
@@ -403,9 +445,6 @@ func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token, que
 	resp, err := c.p.cfg.Client.Do(out)
 	if err == nil {
 		return resp, true
-	}
-	if upload != nil && c.uploadFailed(w, upload) {
-		return nil, false
 	}
 
 	switch {
@@ -455,43 +494,54 @@ func (c *call) relayError(w http.ResponseWriter, resp *http.Response) {
 var errStreamIdle = errors.New("proxy: upstream stream idle")
 
 // downstream is the client side of a relayed response: the writer, its controller for
-// flushes and deadlines, and the idle timer that closes a quiet upstream body.
+// flushes and deadlines, the idle timer that closes a quiet upstream body, and the
+// status line and headers, which are sent with the first bytes that pass the echo check
+// (or at the end of an empty body). Until then a failure can still be answered as JSON.
 type downstream struct {
 	c         *call
 	w         http.ResponseWriter
+	r         *http.Request
 	rc        *http.ResponseController
+	status    int
+	header    http.Header
+	started   bool
 	idle      *time.Timer
 	idleFired atomic.Bool
 }
 
-// startResponse copies the allowlisted headers and the status, flushes them, and arms
-// the idle timer, which cancels the upstream read when nothing arrives for StreamIdle.
-// The caller must call stop.
+// startResponse prepares the relay of a successful answer: it picks the allowlisted
+// headers and arms the idle timer, which cancels the upstream read when nothing arrives
+// for StreamIdle. Nothing is sent yet. The caller must call stop. When a header that
+// would be relayed carries the token, it answers 502 instead and returns false.
 //
 // The Content-Type is upstream's only when the route may answer that type (see
 // Route.Types), else application/octet-stream: a success answered as, say, text/html
 // would otherwise be a page of our origin. Retry-After passes only in a valid form.
-func (c *call) startResponse(w http.ResponseWriter, resp *http.Response) *downstream {
-	for _, h := range responseHeaders {
-		if v := resp.Header.Values(h); len(v) > 0 {
-			w.Header()[http.CanonicalHeaderKey(h)] = append([]string(nil), v...)
+func (c *call) startResponse(w http.ResponseWriter, r *http.Request,
+	resp *http.Response) (*downstream, bool) {
+	h := http.Header{}
+	for _, name := range responseHeaders {
+		if v := resp.Header.Values(name); len(v) > 0 {
+			h[http.CanonicalHeaderKey(name)] = append([]string(nil), v...)
 		}
 	}
-	w.Header().Set("Content-Type", c.rt.responseType(resp.Header.Values("Content-Type")))
+	h.Set("Content-Type", c.rt.responseType(resp.Header.Values("Content-Type")))
 	if ra := token.CleanRetryAfter(resp.Header.Get("Retry-After")); ra != "" &&
 		len(resp.Header.Values("Retry-After")) == 1 {
-		w.Header().Set("Retry-After", ra)
+		h.Set("Retry-After", ra)
 	}
-	c.status = resp.StatusCode
-	w.WriteHeader(resp.StatusCode)
 
-	d := &downstream{c: c, w: w, rc: http.NewResponseController(w)}
-	_ = d.rc.Flush()
+	d := &downstream{c: c, w: w, r: r, rc: http.NewResponseController(w),
+		status: resp.StatusCode, header: h}
+	if c.guard.foundIn(h) {
+		d.echo("header")
+		return nil, false
+	}
 	d.idle = time.AfterFunc(c.p.cfg.StreamIdle, func() {
 		d.idleFired.Store(true)
 		_ = resp.Body.Close()
 	})
-	return d
+	return d, true
 }
 
 func (d *downstream) stop() { d.idle.Stop() }
@@ -499,8 +549,24 @@ func (d *downstream) stop() { d.idle.Stop() }
 // upstreamRead notes that bytes arrived from upstream.
 func (d *downstream) upstreamRead() { d.idle.Reset(d.c.p.cfg.StreamIdle) }
 
-// send writes p to the client within WriteTimeout and flushes it.
+// begin sends the status line and headers, once.
+func (d *downstream) begin() {
+	if d.started {
+		return
+	}
+	d.started = true
+	maps.Copy(d.w.Header(), d.header)
+	d.c.status = d.status
+	d.w.WriteHeader(d.status)
+	_ = d.rc.Flush()
+}
+
+// send writes p to the client within WriteTimeout and flushes it. Empty p sends nothing.
 func (d *downstream) send(p []byte) bool {
+	if len(p) == 0 {
+		return true
+	}
+	d.begin()
 	_ = d.rc.SetWriteDeadline(time.Now().Add(d.c.p.cfg.WriteTimeout))
 	if _, err := d.w.Write(p); err != nil {
 		d.c.note = "client_write_failed"
@@ -511,24 +577,77 @@ func (d *downstream) send(p []byte) bool {
 	return true
 }
 
-// abort ends a response whose status line is already sent after an upstream read error.
-// It cannot be reported as JSON any more; the handler aborts so the client sees a
-// truncated response rather than a clean end.
-func (d *downstream) abort(r *http.Request) {
-	if r.Context().Err() == nil {
-		d.c.note = "upstream_read_failed"
+// finish sends the bytes the echo check still held, and the headers of an empty body.
+func (d *downstream) finish() {
+	if d.send(d.c.guard.rest()) {
+		d.begin()
 	}
-	if d.idleFired.Load() {
-		d.c.note = errStreamIdle.Error()
+}
+
+// pass checks the next piece of the upstream body and sends what is safe of it. It
+// reports false when the relay must end: the client is gone, or the piece completed an
+// echo of the token (then answered, see echo).
+func (d *downstream) pass(p []byte) bool {
+	first, second, echo := d.c.guard.next(p)
+	if echo {
+		d.echo("body")
+		return false
 	}
-	// The deferred log in Handler still runs while this unwinds.
+	return d.send(first) && d.send(second)
+}
+
+// echo withholds an answer that carries the call's token: a 502 upstream_error while
+// nothing is sent yet, else a cut stream (the bytes before the echo were already
+// relayed; the echo itself never is).
+func (d *downstream) echo(where string) {
+	d.c.echoBlocked(d.c.route, where)
+	if !d.started {
+		d.c.fail(d.w, http.StatusBadGateway, "upstream_error",
+			"the upstream's answer was withheld: it contained this call's credential")
+		return
+	}
 	panic(http.ErrAbortHandler)
 }
 
+// cut ends a response whose upstream failed or misbehaved (note says how). Before the
+// status line is sent it is answered as JSON; after, the handler aborts, so the client
+// sees a truncated response rather than a clean end.
+func (d *downstream) cut(note string) {
+	d.c.note = note
+	if d.idleFired.Load() {
+		d.c.note = errStreamIdle.Error()
+	}
+	switch {
+	case d.started:
+		// The deferred log in Handler still runs while this unwinds.
+		panic(http.ErrAbortHandler)
+	case d.r.Context().Err() != nil:
+		d.c.status = 499 // nobody is left to answer
+	case d.idleFired.Load():
+		d.c.fail(d.w, http.StatusGatewayTimeout, "upstream_timeout",
+			"the upstream stopped sending")
+	default:
+		d.c.fail(d.w, http.StatusBadGateway, "upstream_error",
+			"the upstream's answer failed before any of it was relayed")
+	}
+}
+
+// abort ends the relay after an upstream read error.
+func (d *downstream) abort() {
+	note := "upstream_read_failed"
+	if d.r.Context().Err() != nil {
+		note = "client_closed"
+	}
+	d.cut(note)
+}
+
 // relayStream copies allowlisted headers and then the body, flushing after every read so
-// audio reaches the browser as it is produced.
+// audio reaches the browser as it is produced. Every read passes the echo check first.
 func (c *call) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Response) {
-	d := c.startResponse(w, resp)
+	d, ok := c.startResponse(w, r, resp)
+	if !ok {
+		return
+	}
 	defer d.stop()
 
 	buf := make([]byte, copyBuffer)
@@ -536,15 +655,17 @@ func (c *call) relayStream(w http.ResponseWriter, r *http.Request, resp *http.Re
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
 			d.upstreamRead()
-			if !d.send(buf[:n]) {
+			if !d.pass(buf[:n]) {
 				return
 			}
 		}
 		if rerr == io.EOF {
+			d.finish()
 			return
 		}
 		if rerr != nil {
-			d.abort(r)
+			d.abort()
+			return
 		}
 	}
 }

@@ -67,6 +67,14 @@ var (
 		upstream: closeMsg{code: websocket.StatusGoingAway, reason: "client went away"},
 		note:     "client_ping_timeout",
 	}
+	// endTokenEcho: an upstream message carried the token. It is not relayed; the
+	// browser learns only that the upstream failed, upstream learns why.
+	endTokenEcho = ending{
+		client: closeMsg{code: websocket.StatusInternalError,
+			reason: "upstream message withheld"},
+		upstream: closeMsg{code: websocket.StatusPolicyViolation, reason: "credential echoed"},
+		note:     noteTokenEcho,
+	}
 )
 
 // Close codes across the relay. Each leg is told something its peer can act on and that
@@ -142,8 +150,10 @@ type relay struct {
 	limits           WebSocketLimits
 	// secret is the token the upstream leg was dialled with: scrubbed from anything
 	// upstream says that the proxy itself passes on (close reasons), so that a quoting
-	// upstream cannot hand it to page JavaScript.
+	// upstream cannot hand it to page JavaScript. guard finds it in upstream's messages,
+	// which are then not relayed at all.
 	secret string
+	guard  *echoGuard
 	rate   *rate.Limiter
 	idle   *time.Timer
 
@@ -157,8 +167,9 @@ type relay struct {
 func newRelay(p *Proxy, client, upstream *websocket.Conn, secret string) *relay {
 	l := p.cfg.WebSocket
 	rl := &relay{p: p, client: client, upstream: upstream, limits: l, secret: secret,
-		rate: rate.NewLimiter(rate.Limit(l.MessageRate), l.MessageBurst),
-		done: make(chan struct{})}
+		guard: newEchoGuard(secret),
+		rate:  rate.NewLimiter(rate.Limit(l.MessageRate), l.MessageBurst),
+		done:  make(chan struct{})}
 	rl.idle = time.AfterFunc(l.Idle, func() { rl.stop(endIdle) })
 	return rl
 }
@@ -223,6 +234,10 @@ func (rl *relay) pump(src, dst *websocket.Conn, fromClient bool) {
 		}
 		if fromClient && !rl.rate.AllowN(rl.p.cfg.Now(), 1) {
 			rl.stop(endRateExceeded)
+			return
+		}
+		if !fromClient && rl.guard.found(msg) {
+			rl.stop(endTokenEcho)
 			return
 		}
 		rl.idle.Reset(rl.limits.Idle)

@@ -18,8 +18,9 @@ const (
 	// Events is a request with a JSON body whose text/event-stream response is relayed
 	// one event at a time, each flushed to the client as soon as it is complete.
 	Events
-	// Upload is a multipart/form-data request streamed upstream as it arrives, without
-	// holding the whole file, and a response relayed like Stream.
+	// Upload is a multipart/form-data request that is received whole, checked against the
+	// route's Form and re-encoded into a spool (memory, then a temporary file) before
+	// anything is sent upstream, and a response relayed like Stream.
 	Upload
 	// WebSocket is an upgrade relayed message by message on two connections: the
 	// browser's, accepted here, and one dialled upstream with the token in a header.
@@ -47,6 +48,18 @@ type Route struct {
 	// Types lists the media types a successful answer may carry to the browser; "type/*"
 	// admits a whole family. Any other type is relayed as application/octet-stream.
 	Types []string
+	// Form is an Upload route's multipart allowlist.
+	Form Form
+}
+
+// Form is the allowlist of an upload's multipart fields. A form that names any other
+// field, repeats one more often than allowed, or does not carry exactly one File part is
+// refused with 400 bad_request before anything reaches upstream.
+type Form struct {
+	// File is the name of the one file field.
+	File string
+	// Fields lists the text fields, each with how many times it may appear.
+	Fields map[string]int
 }
 
 // octetStream is the media type of a success whose own type is not on the route's list:
@@ -112,6 +125,14 @@ var turnsQuery = map[string]int{
 // batchQuery are the query parameters of POST /stt (the form carries the rest).
 var batchQuery = map[string]int{"encoding": 1, "sample_rate": 1}
 
+// batchForm are the multipart fields of POST /stt and POST /audio/transcriptions, which
+// Cartesia documents as identical: the file, the model, the language and the repeatable
+// timestamp granularity (only "word" exists today; two leave room for one more). The
+// OpenAI-only prompt, temperature and response_format are not accepted upstream either.
+var batchForm = Form{File: "file", Fields: map[string]int{
+	"model": 1, "language": 1, "timestamp_granularities[]": 2,
+}}
+
 // Media types each route family answers on success: audio for synthesis, an event
 // stream for SSE, JSON transcripts for batch transcription.
 var (
@@ -136,10 +157,10 @@ func Routes() []Route {
 			Upstream: "/stt/turns/websocket", Kind: WebSocket, Query: turnsQuery},
 		{Method: http.MethodPost, Path: "/stt", Grant: token.STT,
 			Upstream: "/stt", BodyLimit: UploadLimit, Kind: Upload, Query: batchQuery,
-			Types: jsonTypes},
+			Types: jsonTypes, Form: batchForm},
 		{Method: http.MethodPost, Path: "/audio/transcriptions", Grant: token.STT,
 			Upstream: "/audio/transcriptions", BodyLimit: UploadLimit, Kind: Upload,
-			Types: jsonTypes},
+			Types: jsonTypes, Form: batchForm},
 
 		{Method: http.MethodGet, Path: "/agents/stream/{" + agentWildcard + "}",
 			Grant: token.Agent, Upstream: "/agents/stream/{" + agentWildcard + "}",

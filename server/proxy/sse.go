@@ -19,9 +19,14 @@ var errEventTooLarge = errors.New("proxy: upstream event over the size limit")
 // relayEvents relays a text/event-stream response one event at a time: each event's
 // bytes are passed on unchanged as soon as its terminating blank line arrives, and
 // flushed, so the browser sees every chunk, timestamps, done or error event the moment
-// upstream sends it and never half of one.
+// upstream sends it and never half of one. Each event passes the echo check first; an
+// event is whole before it is checked, so a token split across upstream's reads is seen
+// whole too.
 func (c *call) relayEvents(w http.ResponseWriter, r *http.Request, resp *http.Response) {
-	d := c.startResponse(w, resp)
+	d, ok := c.startResponse(w, r, resp)
+	if !ok {
+		return
+	}
 	defer d.stop()
 
 	events := newEventReader(resp.Body)
@@ -29,19 +34,20 @@ func (c *call) relayEvents(w http.ResponseWriter, r *http.Request, resp *http.Re
 		ev, err := events.next()
 		if len(ev) > 0 {
 			d.upstreamRead()
-			if !d.send(ev) {
+			if !d.pass(ev) {
 				return
 			}
 		}
-		if err == io.EOF {
+		switch {
+		case err == io.EOF:
+			d.finish()
 			return
-		}
-		if errors.Is(err, errEventTooLarge) {
-			c.note = "upstream_event_too_large"
-			panic(http.ErrAbortHandler)
-		}
-		if err != nil {
-			d.abort(r)
+		case errors.Is(err, errEventTooLarge):
+			d.cut("upstream_event_too_large")
+			return
+		case err != nil:
+			d.abort()
+			return
 		}
 	}
 }

@@ -273,7 +273,15 @@ func (c *call) dial(w http.ResponseWriter, r *http.Request, tok token.Token, pat
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err == nil {
-		if id := resp.Header.Get("Cartesia-Request-Id"); id != "" {
+		id := resp.Header.Get("Cartesia-Request-Id")
+		if c.guard.found([]byte(id)) {
+			_ = up.CloseNow()
+			c.echoBlocked(c.route, "header")
+			c.fail(w, http.StatusBadGateway, "upstream_error",
+				"the upstream's answer was withheld: it contained this call's credential")
+			return nil, false
+		}
+		if id != "" {
 			w.Header().Set("Cartesia-Request-Id", id)
 		}
 		up.SetReadLimit(c.p.cfg.WebSocket.UpstreamReadLimit)
@@ -343,6 +351,9 @@ func (c *call) relay(sessionID string, client, up *websocket.Conn) {
 	end := rl.run()
 	c.closeClient, c.closeUpstream = end.client.logCode(), end.upstream.logCode()
 	c.bytesUp, c.bytesDown = rl.bytesUp.Load(), rl.bytesDown.Load()
+	if end.note == noteTokenEcho {
+		c.echoBlocked(c.route, "message")
+	}
 	c.note = end.note
 }
 
