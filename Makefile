@@ -7,6 +7,8 @@
 #   make bench   server benchmarks
 #   make soak    the token soak test (not part of make test): 3 minutes of calls of every
 #                kind from two browser tabs with 4 s tokens; writes scripts/soak/RESULTS.md
+#   make soak-direct  the same in direct mode (each tab mints its own tokens and calls the
+#                emulator itself); writes scripts/soak/RESULTS-direct.md
 #   make fuzz    every Go fuzz target for FUZZTIME each (make test runs only their seeds)
 #
 # Go's build cache already knows when a binary is stale, so the Go targets always ask it;
@@ -35,7 +37,7 @@ WEB_FILES := $(wildcard web/*.html web/*.js web/*.css web/*.d.ts)
 SDK_DIR   := scripts/sdk
 SDK_STAMP := $(SDK_DIR)/node_modules/.voxgate-installed
 
-.PHONY: build run test bench soak fuzz vet chromium sdk-deps clean FORCE
+.PHONY: build run test bench soak soak-direct fuzz vet chromium sdk-deps clean FORCE
 
 build: $(WASM) $(WASM).br $(DIST)/wasm_exec.js bin/server bin/emulator
 
@@ -103,6 +105,10 @@ SOAK_FLAGS ?=
 
 soak: chromium build
 	$(GO) run ./scripts/soak -server bin/server $(SOAK_FLAGS)
+
+# Direct mode for every grant, DIRECT_TOKEN_TTL = the soak's -ttl; SOAK_FLAGS as above.
+soak-direct: chromium build
+	$(GO) run ./scripts/soak -direct -server bin/server $(SOAK_FLAGS)
 
 # FUZZTIME is per target; FUZZ narrows the run to targets whose package or name contains it,
 # e.g. `make fuzz FUZZTIME=2m FUZZ=seal`. Failing inputs land in testdata/fuzz/<Target>/.

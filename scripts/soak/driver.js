@@ -4,7 +4,9 @@
 // codes, and every token event the client dispatched.
 //
 // It touches nothing but the client's public API and its own globalThis.voxgateSoak. Every
-// request goes to the page's own origin (the client's default baseURL).
+// request goes to the page's own origin (the client's default baseURL), or, for the grants
+// the server offers in direct mode, to the upstream it names (the soak checks it is the
+// built-in emulator on loopback).
 (() => {
   "use strict";
 
@@ -20,7 +22,8 @@
   // The server caps each user's in-flight calls per grant (8 HTTP calls, 4 WebSockets by
   // default) and both tabs are one user. A socket the page has closed is still counted
   // there until the relay notices, so each tab stays below half of each cap; a worker
-  // waits for a free slot instead of provoking a 429 the soak is not about.
+  // waits for a free slot instead of provoking a 429 the soak is not about. Direct calls
+  // pass no such cap, but keep the same slots so that both soaks make the same load.
   const SLOTS = { "http:tts": 3, "ws:tts": 1, "http:stt": 3, "ws:stt": 1, "ws:agent": 1 };
 
   const RAW16 = { container: "raw", encoding: "pcm_s16le", sample_rate: 16000 };
@@ -370,7 +373,7 @@
     refreshErrors: soak.refreshErrors,
     samples: soak.samples,
     tokens: client().tokens.states().map((s) => ({ grant: s.grant, lifetimeMs: s.lifetimeMs,
-      marginMs: s.marginMs, refreshes: s.refreshes, valid: s.valid })),
+      marginMs: s.marginMs, refreshes: s.refreshes, valid: s.valid, direct: !!s.direct })),
     visibility: document.visibilityState,
   });
 })();

@@ -10,13 +10,25 @@
 // scripts/soak/RESULTS.md. It is a benchmark, not a test: `make soak` runs it, `make test`
 // does not.
 //
+// With -direct (`make soak-direct`) the server runs in direct mode for every grant
+// (DIRECT_GRANTS=tts,stt,agent, DIRECT_TOKEN_TTL the soak's lifetime): each tab mints its
+// own tokens at POST /api/token/direct, keeps them in wasm memory and calls the emulator
+// itself. Tabs do not share direct tokens, so the ideal is tabs × elapsed ÷ usable
+// lifetime per grant, counted from the server's token_issued_direct events. The run also
+// fails if the server proxied a call or minted a cookie token for a direct grant, if the
+// emulator saw fewer token-authenticated calls than succeeded, or if any line the server
+// printed holds "eyJ", the start of every emulator token. It writes
+// scripts/soak/RESULTS-direct.md.
+//
 // It owns scripts/soak and nothing else: it starts its own server on 127.0.0.1:0 with the
 // built-in emulator (a clean environment, so no API key reaches it), sends every request to
-// that loopback address, and stops the server and the browser it started when it ends.
+// that loopback address (in direct mode the pages also call the emulator's own loopback
+// address, which the soak checks before starting), and stops the server and the browser it
+// started when it ends.
 //
 // Usage:
 //
-//	go run ./scripts/soak [-duration 3m] [-ttl 4] [-server bin/server] [-out scripts/soak/RESULTS.md]
+//	go run ./scripts/soak [-direct] [-duration 3m] [-ttl 4] [-server bin/server] [-out FILE]
 package main
 
 import (
@@ -33,7 +45,7 @@ import (
 // settings are the knobs of one soak run.
 type settings struct {
 	Duration time.Duration
-	TTL      int // TOKEN_TTL, seconds
+	TTL      int // TOKEN_TTL, and DIRECT_TOKEN_TTL in direct mode, seconds
 	MintRate int // TOKEN_MINT_RATE, per user per minute
 	Tabs     int
 	Workers  int           // call loops per tab
@@ -41,6 +53,11 @@ type settings struct {
 	Server   string
 	Chromium string
 	Out      string
+
+	// Direct runs the server in direct mode for every grant; DirectMintRate is its
+	// DIRECT_MINT_RATE, per user per minute.
+	Direct         bool
+	DirectMintRate int
 }
 
 func main() {
@@ -50,14 +67,27 @@ func main() {
 	// 600 a minute is ten times what two tabs need with a 4 s lifetime, yet a client that
 	// floods the token endpoint still meets the limit and shows as rate_limited failures.
 	flag.IntVar(&s.MintRate, "mint-rate", 600, "the server's TOKEN_MINT_RATE (mints per minute)")
+	flag.BoolVar(&s.Direct, "direct", false, "direct mode: DIRECT_GRANTS=tts,stt,agent, each "+
+		"tab minting its own tokens and calling the emulator itself")
+	// Two tabs each minting three grants every 2.4 s need 150 a minute: 600 leaves the same
+	// factor of room as -mint-rate does for the proxy soak's one set of shared tokens.
+	flag.IntVar(&s.DirectMintRate, "direct-mint-rate", 600,
+		"the server's DIRECT_MINT_RATE in direct mode (mints per minute)")
 	flag.IntVar(&s.Tabs, "tabs", 2, "tabs of one browser, sharing the session")
 	flag.IntVar(&s.Workers, "workers", 6, "concurrent call loops per tab")
 	flag.DurationVar(&s.Gap, "gap", 400*time.Millisecond,
 		"mean random pause between one loop's calls (uniform 0..2*gap)")
 	flag.StringVar(&s.Server, "server", "bin/server", "the server binary")
 	flag.StringVar(&s.Chromium, "chromium", "/usr/bin/chromium", "the Chromium binary")
-	flag.StringVar(&s.Out, "out", "scripts/soak/RESULTS.md", "where to write the results")
+	flag.StringVar(&s.Out, "out", "",
+		"where to write the results (default scripts/soak/RESULTS.md, or RESULTS-direct.md with -direct)")
 	flag.Parse()
+	if s.Out == "" {
+		s.Out = "scripts/soak/RESULTS.md"
+		if s.Direct {
+			s.Out = "scripts/soak/RESULTS-direct.md"
+		}
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := s.check(); err != nil {
@@ -100,6 +130,14 @@ func (s settings) check() error {
 	if s.MintRate < 1 || s.MintRate > 6000 {
 		problems = append(problems, fmt.Errorf("-mint-rate %d is outside 1..6000", s.MintRate))
 	}
+	if s.Direct && s.TTL > maxDirectTTL {
+		problems = append(problems, fmt.Errorf("-ttl %d is over %d, the server's cap on "+
+			"direct tokens", s.TTL, maxDirectTTL))
+	}
+	if s.Direct && (s.DirectMintRate < 1 || s.DirectMintRate > 6000) {
+		problems = append(problems, fmt.Errorf("-direct-mint-rate %d is outside 1..6000",
+			s.DirectMintRate))
+	}
 	if s.Tabs < 1 || s.Tabs > 4 {
 		problems = append(problems, fmt.Errorf("-tabs %d is outside 1..4", s.Tabs))
 	}
@@ -112,6 +150,9 @@ func (s settings) check() error {
 	return errors.Join(problems...)
 }
 
+// maxDirectTTL is the server's hard cap on DIRECT_TOKEN_TTL, in seconds: more stops it.
+const maxDirectTTL = 120
+
 // run starts the server and the browser, drives the soak and collects the result.
 func run(ctx context.Context, log *slog.Logger, s settings) (*result, error) {
 	machine := describeMachine(s.Chromium)
@@ -121,7 +162,8 @@ func run(ctx context.Context, log *slog.Logger, s settings) (*result, error) {
 		return nil, err
 	}
 	defer srv.Stop()
-	log.Info("soak: server up", "url", srv.URL, "ttl_s", s.TTL, "mint_rate", s.MintRate)
+	log.Info("soak: server up", "url", srv.URL, "ttl_s", s.TTL, "mint_rate", s.MintRate,
+		"direct", s.Direct)
 
 	br, err := openBrowser(ctx, s.Chromium)
 	if err != nil {
@@ -156,6 +198,9 @@ func run(ctx context.Context, log *slog.Logger, s settings) (*result, error) {
 	elapsed := time.Since(started)
 	server := tallyLog(srv.Since(mark))
 
+	// Mints are counted up to here: afterwards the clients' proactive refreshes go on
+	// without calls. What the calls themselves left in the log (a WebSocket's emulator
+	// line comes when it closes) and what the server printed is read once it has stopped.
 	srv.Stop()
 	return &result{
 		Date:      started.UTC(),
@@ -164,6 +209,8 @@ func run(ctx context.Context, log *slog.Logger, s settings) (*result, error) {
 		Elapsed:   elapsed,
 		Tabs:      snaps,
 		Server:    server,
+		Final:     tallyLog(srv.Since(mark)),
+		Leaks:     srv.Leaks(),
 		Exception: br.exceptions(),
 		Tree:      describeTree(),
 	}, nil

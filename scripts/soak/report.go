@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -49,6 +50,7 @@ type tokenState struct {
 	MarginMs   float64 `json:"marginMs"`
 	Refreshes  int     `json:"refreshes"`
 	Valid      bool    `json:"valid"`
+	Direct     bool    `json:"direct"` // held in wasm memory, minted at /api/token/direct
 }
 
 // totals are the calls and failures of the tab so far.
@@ -62,55 +64,91 @@ func (s snapshot) totals() (calls, failed int) {
 // serverTally is what the server's log says about the soak window.
 type serverTally struct {
 	Mints        map[string]int         // grant -> token_minted events
+	DirectMints  map[string]int         // grant -> token_issued_direct events
 	MintFailures map[string]int         // reason -> token_mint_failed events
 	Proxied      map[string]int         // grant -> proxy events
 	Rejected     map[string]map[int]int // grant -> status >= 400 -> proxy events
 	Security     map[string]int         // reason -> security_rejected events
+	// Upstream counts the built-in emulator's requests that carried an access token, per
+	// grant: the proxy's calls in the proxy soak, the pages' own in the direct soak.
+	Upstream         map[string]int
+	UpstreamRejected map[string]map[int]int // grant -> status >= 400 -> emulator requests
 }
 
-// tallyLog counts the server's JSON log events.
+// emulatorGrants maps the emulator's route names (its "route" log key) to the grant each
+// needs; its other routes (access_token, info, preflight, not_found) need none.
+var emulatorGrants = map[string]string{
+	"tts_bytes": "tts", "tts_sse": "tts", "tts_websocket": "tts",
+	"stt_websocket": "stt", "stt_turns": "stt", "stt_batch": "stt",
+	"audio_transcriptions": "stt",
+	"agent_stream":         "agent",
+}
+
+// tallyLog counts the server's JSON log events, the built-in emulator's among them.
 func tallyLog(lines []map[string]any) serverTally {
-	t := serverTally{Mints: map[string]int{}, MintFailures: map[string]int{},
-		Proxied: map[string]int{}, Rejected: map[string]map[int]int{}, Security: map[string]int{}}
+	t := serverTally{Mints: map[string]int{}, DirectMints: map[string]int{},
+		MintFailures: map[string]int{}, Proxied: map[string]int{},
+		Rejected: map[string]map[int]int{}, Security: map[string]int{},
+		Upstream: map[string]int{}, UpstreamRejected: map[string]map[int]int{}}
 	for _, l := range lines {
 		grant, _ := l["grant"].(string)
 		reason, _ := l["reason"].(string)
+		status, _ := l["status"].(float64)
 		switch l["msg"] {
 		case "token_minted":
 			t.Mints[grant]++
+		case "token_issued_direct":
+			t.DirectMints[grant]++
 		case "token_mint_failed":
 			t.MintFailures[reason]++
 		case "security_rejected":
 			t.Security[reason]++
 		case "proxy":
 			t.Proxied[grant]++
-			if status, _ := l["status"].(float64); status >= 400 {
-				if t.Rejected[grant] == nil {
-					t.Rejected[grant] = map[int]int{}
-				}
-				t.Rejected[grant][int(status)]++
+			if status >= 400 {
+				countStatus(t.Rejected, grant, int(status))
+			}
+		case "emulator request":
+			route, _ := l["route"].(string)
+			grant, ok := emulatorGrants[route]
+			if !ok {
+				continue
+			}
+			if l["credential"] == "access_token" {
+				t.Upstream[grant]++
+			}
+			if status >= 400 {
+				countStatus(t.UpstreamRejected, grant, int(status))
 			}
 		}
 	}
 	return t
 }
 
-func (t serverTally) totalMints() int {
-	n := 0
-	for _, v := range t.Mints {
-		n += v
+func countStatus(m map[string]map[int]int, grant string, status int) {
+	if m[grant] == nil {
+		m[grant] = map[int]int{}
 	}
-	return n
+	m[grant][status]++
+}
+
+// totalMints counts every mint, cookie and direct, for the progress line.
+func (t serverTally) totalMints() int {
+	return sum(t.Mints) + sum(t.DirectMints)
 }
 
 // result is one soak run.
 type result struct {
-	Date      time.Time
-	Machine   machine
-	Settings  settings
-	Elapsed   time.Duration // from the first call to the last call's end
-	Tabs      []snapshot
-	Server    serverTally
+	Date     time.Time
+	Machine  machine
+	Settings settings
+	Elapsed  time.Duration // from the first call to the last call's end
+	Tabs     []snapshot
+	Server   serverTally // the log until the calls ended: mints are counted here
+	// Final is the whole log until the server stopped, for what must not happen at all
+	// (a proxy line for a direct grant) and what a call logs only at its end.
+	Final     serverTally
+	Leaks     leaks    // lines the server printed with an emulator token's prefix
 	Exception []string // uncaught exceptions and CSP violations in the pages
 	Tree      string   // the commit the run was built from, and whether it had changes
 }
@@ -154,16 +192,26 @@ const tolerance = 0.2
 type grantRow struct {
 	Grant     string
 	Calls     int
+	OK        int
+	Tabs      int // tabs that made calls with this grant
 	Lifetime  time.Duration
 	Margin    time.Duration
-	Ideal     float64 // elapsed / usable lifetime
-	Mints     int     // token_minted at the server
+	Ideal     float64 // elapsed / usable lifetime (times Tabs in direct mode)
+	Mints     int     // token_minted at the server (token_issued_direct in direct mode)
 	Refreshes []int   // "refresh" events, per tab
 	Reasons   map[string]int
 	Errors    map[string]int // refresherror codes, all tabs
 	Expiring  int
 	Expired   int
 	Rejected  map[int]int // proxy answers >= 400
+
+	// Direct mode only: what must stay zero (cookie-token mints, proxy lines, token
+	// states a tab reported as not direct) and the emulator's view of the pages' calls.
+	CookieMints      int
+	Proxied          int
+	NotDirect        int
+	Upstream         int
+	UpstreamRejected map[int]int
 }
 
 // Usable is the part of a token's lifetime a call may use it in.
@@ -203,12 +251,25 @@ func (r *result) Grants() []grantRow {
 		row := grantRow{Grant: g, Mints: r.Server.Mints[g], Reasons: map[string]int{},
 			Errors: map[string]int{}, Rejected: r.Server.Rejected[g],
 			Lifetime: time.Duration(r.Settings.TTL) * time.Second}
+		if r.Settings.Direct {
+			row.Mints, row.CookieMints = r.Server.DirectMints[g], r.Server.Mints[g]
+			row.Rejected = r.Final.Rejected[g]
+			row.Proxied = r.Final.Proxied[g]
+			row.Upstream = r.Final.Upstream[g]
+			row.UpstreamRejected = r.Final.UpstreamRejected[g]
+		}
 		row.Margin = defaultMargin(row.Lifetime)
 		for _, tab := range r.Tabs {
+			used := false
 			for kind, k := range tab.Kinds {
 				if grantOf(kind) == g {
 					row.Calls += k.Calls
+					row.OK += k.OK
+					used = used || k.Calls > 0
 				}
+			}
+			if used {
+				row.Tabs++
 			}
 			n := 0
 			for reason, c := range tab.Refreshes[g] {
@@ -225,11 +286,18 @@ func (r *result) Grants() []grantRow {
 				if s.Grant == g && s.LifetimeMs > 0 {
 					row.Lifetime = time.Duration(s.LifetimeMs) * time.Millisecond
 					row.Margin = time.Duration(s.MarginMs) * time.Millisecond
+					if !s.Direct {
+						row.NotDirect++
+					}
 				}
 			}
 		}
 		if row.Calls > 0 {
 			row.Ideal = idealMints(r.Elapsed, row.Usable())
+			if r.Settings.Direct {
+				// Direct tokens are never shared between tabs: each keeps its own.
+				row.Ideal *= float64(row.Tabs)
+			}
 		}
 		rows = append(rows, row)
 	}
@@ -315,11 +383,30 @@ func (r *result) Verdict() verdict {
 			continue
 		}
 		if !g.Close() {
-			problems = append(problems, fmt.Sprintf("%s: %d mints, ideal %.1f (ratio %.2f, "+
-				"outside ±%.0f%% + 1)", g.Grant, g.Mints, g.Ideal, g.Ratio(), tolerance*100))
+			mints := "mints"
+			if r.Settings.Direct {
+				mints = "direct mints"
+			}
+			problems = append(problems, fmt.Sprintf("%s: %d %s, ideal %.1f (ratio %.2f, "+
+				"outside ±%.0f%% + 1)", g.Grant, g.Mints, mints, g.Ideal, g.Ratio(),
+				tolerance*100))
 		}
 		if n := sum(g.Errors); n > 0 {
 			problems = append(problems, fmt.Sprintf("%s: %d refresh errors", g.Grant, n))
+		}
+		if r.Settings.Direct {
+			problems = append(problems, g.directProblems()...)
+		}
+	}
+	if r.Settings.Direct {
+		if r.Leaks.Lines > 0 {
+			problems = append(problems, fmt.Sprintf("the server printed %d lines holding %q, "+
+				"the start of every emulator token (%s)", r.Leaks.Lines, tokenPrefix,
+				codes(r.Leaks.Events)))
+		}
+		if n := r.pageLeaks(); n > 0 {
+			problems = append(problems, fmt.Sprintf("%d page errors held %q (redacted here)",
+				n, tokenPrefix))
 		}
 	}
 	for _, tab := range r.Tabs {
@@ -334,13 +421,65 @@ func (r *result) Verdict() verdict {
 	}
 
 	v := verdict{Pass: len(problems) == 0, Problems: problems}
-	if v.Pass {
+	switch {
+	case v.Pass && r.Settings.Direct:
+		v.Summary = fmt.Sprintf("PASS: %d calls, none failed; every grant's direct mints "+
+			"within ±%.0f%% (+1) of tabs × elapsed ÷ usable; no proxy line, no cookie token "+
+			"and no %q in the server's output", calls, tolerance*100, tokenPrefix)
+	case v.Pass:
 		v.Summary = fmt.Sprintf("PASS: %d calls, none failed; every grant minted within "+
 			"±%.0f%% (+1) of the ideal", calls, tolerance*100)
-	} else {
+	default:
 		v.Summary = "FAIL: " + strings.Join(problems, "; ")
 	}
 	return v
+}
+
+// directProblems are a direct grant's breaches of direct mode: the client used the
+// proxy's cookie tokens or the proxy itself, a tab held its token outside wasm memory or
+// adopted another tab's, or the emulator saw fewer token-carrying calls than succeeded
+// (each call kind makes one upstream request; retries add more, never fewer).
+func (g grantRow) directProblems() []string {
+	var problems []string
+	if g.CookieMints > 0 {
+		problems = append(problems, fmt.Sprintf("%s: %d token_minted events (cookie tokens) "+
+			"for a direct grant", g.Grant, g.CookieMints))
+	}
+	if g.Proxied > 0 {
+		problems = append(problems, fmt.Sprintf("%s: %d proxy lines for a direct grant",
+			g.Grant, g.Proxied))
+	}
+	if g.NotDirect > 0 {
+		problems = append(problems, fmt.Sprintf("%s: %d tabs held a token that is not direct",
+			g.Grant, g.NotDirect))
+	}
+	if n := g.Reasons["shared"]; n > 0 {
+		problems = append(problems, fmt.Sprintf("%s: %d refreshes adopted from another tab "+
+			"(direct tokens are never shared)", g.Grant, n))
+	}
+	if g.Upstream < g.OK {
+		problems = append(problems, fmt.Sprintf("%s: the emulator saw %d calls with an "+
+			"access token, fewer than the %d that succeeded", g.Grant, g.Upstream, g.OK))
+	}
+	return problems
+}
+
+// pageLeaks counts the failure messages and page exceptions that hold tokenPrefix.
+func (r *result) pageLeaks() int {
+	n := 0
+	for _, tab := range r.Tabs {
+		for _, f := range tab.Samples {
+			if strings.Contains(f.Message, tokenPrefix) {
+				n++
+			}
+		}
+	}
+	for _, e := range r.Exception {
+		if strings.Contains(e, tokenPrefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func sum(m map[string]int) int {
@@ -423,22 +562,51 @@ func (r *result) tokensTable() string {
 	return b.String()
 }
 
+// directTokensTable is the token table of a direct run in Markdown: the mints are the
+// server's token_issued_direct events, and the columns on the right must read zero.
+func (r *result) directTokensTable() string {
+	var b strings.Builder
+	b.WriteString("| grant | calls | tabs | lifetime | margin | usable | ideal mints | " +
+		"direct mints | ratio | client refreshes per tab | refresh reasons | " +
+		"refresh errors | expiring / expired events | emulator calls with a token | " +
+		"emulator answers ≥ 400 | token_minted | proxy lines | tabs not direct |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---|" +
+		"---:|---:|---:|\n")
+	for _, g := range r.Grants() {
+		fmt.Fprintf(&b, "| %s | %d | %d | %s | %s | %s | %.1f | %d | %.2f | %s | %s | %s | "+
+			"%d / %d | %d | %s | %d | %d | %d |\n",
+			g.Grant, g.Calls, g.Tabs, seconds(g.Lifetime), seconds(g.Margin),
+			seconds(g.Usable()), g.Ideal, g.Mints, g.Ratio(), ints(g.Refreshes),
+			codes(g.Reasons), codes(g.Errors), g.Expiring, g.Expired, g.Upstream,
+			statuses(g.UpstreamRejected), g.CookieMints, g.Proxied, g.NotDirect)
+	}
+	return b.String()
+}
+
 // Table is the plain report printed at the end of a run.
 func (r *result) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nsoak: %s elapsed, %d tabs, TOKEN_TTL %d s\n\n", r.Elapsed.Round(time.Millisecond),
-		len(r.Tabs), r.Settings.TTL)
+	mode, tokens := "", r.tokensTable
+	if r.Settings.Direct {
+		mode, tokens = ", direct mode", r.directTokensTable
+	}
+	fmt.Fprintf(&b, "\nsoak: %s elapsed, %d tabs, TOKEN_TTL %d s%s\n\n",
+		r.Elapsed.Round(time.Millisecond), len(r.Tabs), r.Settings.TTL, mode)
 	b.WriteString(r.callsTable())
 	b.WriteString("\n")
-	b.WriteString(r.tokensTable())
+	b.WriteString(tokens())
 	b.WriteString("\n")
 	b.WriteString(r.Verdict().Summary)
 	b.WriteString("\n")
 	return b.String()
 }
 
-// Markdown is RESULTS.md: date, machine, settings, the tables and the verdict.
+// Markdown is RESULTS.md (RESULTS-direct.md in direct mode): date, machine, settings, the
+// tables and the verdict.
 func (r *result) Markdown() string {
+	if r.Settings.Direct {
+		return r.directMarkdown()
+	}
 	var b strings.Builder
 	v := r.Verdict()
 	s := r.Settings
@@ -482,29 +650,105 @@ func (r *result) Markdown() string {
 		fmt.Sprintf("%.0f%%", tolerance*100) + " (+1).\n\n")
 	b.WriteString(r.tokensTable())
 
+	r.writeEnd(&b, v)
+	return b.String()
+}
+
+// directMarkdown is RESULTS-direct.md.
+func (r *result) directMarkdown() string {
+	var b strings.Builder
+	v := r.Verdict()
+	s := r.Settings
+	m := r.Machine
+
+	b.WriteString("# Token soak test, direct mode: results\n\n")
+	b.WriteString("Written by `make soak-direct` (`go run ./scripts/soak -direct`); every run " +
+		"replaces this file. The soak runs `bin/server` with the built-in emulator on " +
+		"127.0.0.1 and `DIRECT_GRANTS=" + strings.Join(directGrants, ",") + "`, opens the " +
+		"demo page in headless Chromium, signs in, and has the page's voxgate client make " +
+		"calls of every kind at random intervals while tokens expire every few seconds. In " +
+		"direct mode each tab mints its own tokens at `POST /api/token/direct`, keeps them " +
+		"in wasm memory and calls the emulator's loopback address itself, so the server " +
+		"should log a `token_issued_direct` per mint and no `proxy` line. Every call checks " +
+		"what came back, as in the proxy soak (`RESULTS.md`). The soak never sees a direct " +
+		"token (the page does not expose it); it looks for `" + tokenPrefix + "`, the start " +
+		"of every emulator token, in every line the server prints.\n\n")
+
+	fmt.Fprintf(&b, "- **Date:** %s\n", r.Date.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- **Machine:** %s, %d cores, %.1f GB, %s; %s; %s\n", m.CPU, m.Cores,
+		m.MemoryGB, m.OS, m.Go, m.Chromium)
+	fmt.Fprintf(&b, "- **Settings:** duration %s (elapsed %s with the calls in flight at the "+
+		"end), DIRECT_GRANTS %s, DIRECT_TOKEN_TTL and TOKEN_TTL %d s, DIRECT_MINT_RATE "+
+		"%d/min, TOKEN_MINT_RATE %d/min, %d tabs sharing one session but not their direct "+
+		"tokens (visibility: %s), %d call loops per tab, random pause 0–%s between one "+
+		"loop's calls, client defaults (proactive refresh, default margin, direct mode on)\n",
+		s.Duration, r.Elapsed.Round(time.Millisecond), strings.Join(directGrants, ","), s.TTL,
+		s.DirectMintRate, s.MintRate, len(r.Tabs), r.visibility(), s.Workers, 2*s.Gap)
+	fmt.Fprintf(&b, "- **Tree:** %s\n", cmp.Or(r.Tree, "unknown"))
+	fmt.Fprintf(&b, "- **Load:** %d calls in %s, %.1f a second; at most %s calls in flight "+
+		"per tab\n", r.calls(), r.Elapsed.Round(time.Second),
+		float64(r.calls())/max(r.Elapsed.Seconds(), 1), r.maxInflight())
+	fmt.Fprintf(&b, "- **Verdict:** %s\n\n", v.Summary)
+
+	b.WriteString("## Calls\n\n")
+	b.WriteString("\"On expiry\" counts calls whose error reached the app as `token_expired` " +
+		"or `no_token` (a direct call reports an upstream 401 as `token_expired`, after one " +
+		"retry with a fresh token): the client is meant to make that zero.\n\n")
+	b.WriteString(r.callsTable())
+
+	b.WriteString("\n## Tokens\n\n")
+	b.WriteString("Tabs do not share direct tokens, so ideal mints = tabs × elapsed ÷ usable " +
+		"lifetime (lifetime − margin) for each grant the calls used. Direct mints are the " +
+		"server's `token_issued_direct` events while calls ran; client refreshes are the " +
+		"`refresh` events each tab saw, and none may be `shared`. Ratio = direct mints ÷ " +
+		"ideal; the verdict wants it within ±" + fmt.Sprintf("%.0f%%", tolerance*100) +
+		" (+1). Read from the whole log until the server stopped: emulator calls with a " +
+		"token (the pages' own; the verdict wants at least one per successful call) and " +
+		"the emulator's answers ≥ 400; `token_minted` events (cookie tokens) and `proxy` " +
+		"lines for the grant, and tabs whose token state was not `direct`, which must all " +
+		"be zero.\n\n")
+	b.WriteString(r.directTokensTable())
+
+	b.WriteString("\n## Token exposure\n\n")
+	fmt.Fprintf(&b, "- Server stdout and stderr lines holding `%s`: %d%s\n", tokenPrefix,
+		r.Leaks.Lines, leakWhere(r.Leaks))
+	fmt.Fprintf(&b, "- Page errors holding `%s`: %d\n", tokenPrefix, r.pageLeaks())
+
+	r.writeEnd(&b, v)
+	return b.String()
+}
+
+func leakWhere(l leaks) string {
+	if l.Lines == 0 {
+		return ""
+	}
+	return " (" + codes(l.Events) + ")"
+}
+
+// writeEnd writes the sections both reports end with: rejections, failures, why it failed.
+func (r *result) writeEnd(b *strings.Builder, v verdict) {
 	if len(r.Server.MintFailures) > 0 || len(r.Server.Security) > 0 {
 		b.WriteString("\n## Server rejections\n\n")
-		fmt.Fprintf(&b, "- token_mint_failed: %s\n", codes(r.Server.MintFailures))
-		fmt.Fprintf(&b, "- security_rejected: %s\n", codes(r.Server.Security))
+		fmt.Fprintf(b, "- token_mint_failed: %s\n", codes(r.Server.MintFailures))
+		fmt.Fprintf(b, "- security_rejected: %s\n", codes(r.Server.Security))
 	}
 
 	samples := r.samples()
 	if len(samples) > 0 || len(r.Exception) > 0 {
 		b.WriteString("\n## Failures seen\n\n")
 		for _, f := range samples {
-			fmt.Fprintf(&b, "- %s: `%s`: %s\n", f.Kind, f.Code, oneLine(f.Message))
+			fmt.Fprintf(b, "- %s: `%s`: %s\n", f.Kind, f.Code, oneLine(f.Message))
 		}
 		for _, e := range r.Exception {
-			fmt.Fprintf(&b, "- page: %s\n", oneLine(e))
+			fmt.Fprintf(b, "- page: %s\n", oneLine(e))
 		}
 	}
 	if !v.Pass {
 		b.WriteString("\n## Why it failed\n\n")
 		for _, p := range v.Problems {
-			fmt.Fprintf(&b, "- %s\n", p)
+			fmt.Fprintf(b, "- %s\n", p)
 		}
 	}
-	return b.String()
 }
 
 // samples are the first failures of every tab, at most 20.
@@ -524,8 +768,14 @@ func (r *result) visibility() string {
 	return strings.Join(parts, " / ")
 }
 
-// oneLine keeps a message on one Markdown line and short.
+// tokenLike is what an emulator token looks like: its prefix and the base64url and dot
+// characters after it.
+var tokenLike = regexp.MustCompile(tokenPrefix + `[A-Za-z0-9_.-]*`)
+
+// oneLine keeps a message on one Markdown line and short, and keeps tokens out of it: a
+// results file is committed.
 func oneLine(s string) string {
+	s = tokenLike.ReplaceAllString(s, "[token]")
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 200 {
 		s = s[:200] + "…"

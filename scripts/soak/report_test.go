@@ -165,3 +165,143 @@ func TestMarkdownHoldsTheSettingsTablesAndVerdict(t *testing.T) {
 		}
 	}
 }
+
+func TestTallyLogCountsDirectMintsAndTheEmulatorsTokenCalls(t *testing.T) {
+	lines := []map[string]any{
+		{"msg": "token_issued_direct", "grant": "tts", "token_fingerprint": "ab12"},
+		{"msg": "token_issued_direct", "grant": "tts"},
+		{"msg": "token_issued_direct", "grant": "agent"},
+		// The server's own mint at the emulator carries the API key: not a page's call.
+		{"msg": "emulator request", "route": "access_token", "credential": "api_key",
+			"status": float64(200)},
+		{"msg": "emulator request", "route": "tts_bytes", "credential": "access_token",
+			"status": float64(200)},
+		{"msg": "emulator request", "route": "tts_websocket", "credential": "access_token",
+			"status": float64(101)},
+		{"msg": "emulator request", "route": "audio_transcriptions",
+			"credential": "access_token", "status": float64(401)},
+		// A call with no credential at all is refused before it has one.
+		{"msg": "emulator request", "route": "stt_batch", "status": float64(401)},
+		{"msg": "emulator request", "route": "preflight", "status": float64(204)},
+	}
+	got := tallyLog(lines)
+	if got.DirectMints["tts"] != 2 || got.DirectMints["agent"] != 1 || len(got.Mints) != 0 {
+		t.Errorf("direct mints = %v, cookie mints = %v; want tts 2, agent 1 and none",
+			got.DirectMints, got.Mints)
+	}
+	if got.totalMints() != 3 {
+		t.Errorf("total mints = %d, want 3", got.totalMints())
+	}
+	if got.Upstream["tts"] != 2 || got.Upstream["stt"] != 1 || len(got.Upstream) != 2 {
+		t.Errorf("emulator calls with a token = %v, want tts 2 and stt 1", got.Upstream)
+	}
+	if got.UpstreamRejected["stt"][401] != 2 || len(got.UpstreamRejected["tts"]) != 0 {
+		t.Errorf("emulator answers >= 400 = %v, want stt 401×2", got.UpstreamRejected)
+	}
+}
+
+func TestReadLogCountsTokenLinesWithoutKeepingThem(t *testing.T) {
+	const tok = "eyJhbGciOiJIUzI1NiJ9.eyJncmFudHMiOnt9fQ.c2ln"
+	srv := &server{}
+	srv.readLog(strings.NewReader(strings.Join([]string{
+		`{"msg":"listening","url":"http://127.0.0.1:1"}`,
+		`{"msg":"token_issued_direct","grant":"tts","token_fingerprint":"ab12"}`,
+		`{"msg":"proxy","route":"/cartesia/tts/bytes","note":"` + tok + `"}`,
+		`panic: ` + tok,
+	}, "\n")))
+	srv.readOutput(strings.NewReader("URL: http://127.0.0.1:1\ntoken " + tok + "\n"))
+
+	l := srv.Leaks()
+	if l.Lines != 3 || l.Events["proxy"] != 1 || l.Events["not json"] != 1 ||
+		l.Events["stdout"] != 1 {
+		t.Errorf("leaks = %+v, want 3 lines: proxy, not json, stdout", l)
+	}
+	if got := len(srv.Since(0)); got != 3 {
+		t.Errorf("kept %d log events, want the 3 JSON lines", got)
+	}
+}
+
+// directResult is a two-tab direct run of 160 s with 4 s tokens (usable 3.2 s): each tab
+// mints its own, so the ideal is 2 × 50 mints.
+func directResult() *result {
+	r := soakResult(100, nil)
+	r.Settings.Direct = true
+	r.Server = serverTally{DirectMints: map[string]int{"tts": 100}}
+	r.Final = serverTally{Upstream: map[string]int{"tts": 200}}
+	for i := range r.Tabs {
+		r.Tabs[i].Tokens[0].Direct = true
+	}
+	return r
+}
+
+func TestDirectVerdict(t *testing.T) {
+	cases := []struct {
+		name    string
+		change  func(r *result)
+		problem string // "" for a pass
+	}{
+		{"tabs × elapsed ÷ usable direct mints pass", func(*result) {}, ""},
+		{"tabs sharing tokens mint too few", func(r *result) {
+			r.Server.DirectMints["tts"] = 50
+		}, "tts: 50 direct mints, ideal 100.0"},
+		{"a proxy line for a direct grant fails", func(r *result) {
+			r.Final.Proxied = map[string]int{"tts": 1}
+		}, "tts: 1 proxy lines"},
+		{"a cookie token for a direct grant fails", func(r *result) {
+			r.Server.Mints = map[string]int{"tts": 2}
+		}, "tts: 2 token_minted events"},
+		{"a token in the server's output fails", func(r *result) {
+			r.Leaks = leaks{Lines: 1, Events: map[string]int{"proxy": 1}}
+		}, `the server printed 1 lines holding "eyJ"`},
+		{"a token in a page error fails", func(r *result) {
+			r.Exception = []string{"[exception] bad token eyJabc.def.ghi"}
+		}, `1 page errors held "eyJ"`},
+		{"a tab holding a cookie token fails", func(r *result) {
+			r.Tabs[1].Tokens[0].Direct = false
+		}, "tts: 1 tabs held a token that is not direct"},
+		{"a token adopted from another tab fails", func(r *result) {
+			r.Tabs[0].Refreshes["tts"]["shared"] = 3
+		}, "tts: 3 refreshes adopted"},
+		{"fewer emulator calls than successes fails", func(r *result) {
+			r.Final.Upstream["tts"] = 150
+		}, "the emulator saw 150 calls with an access token, fewer than the 200"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := directResult()
+			c.change(r)
+			v := r.Verdict()
+			if c.problem == "" {
+				if !v.Pass {
+					t.Fatalf("verdict %s, want a pass", v.Summary)
+				}
+				return
+			}
+			if v.Pass || !strings.Contains(strings.Join(v.Problems, "\n"), c.problem) {
+				t.Errorf("problems %q, want one mentioning %q", v.Problems, c.problem)
+			}
+		})
+	}
+}
+
+func TestDirectMarkdownNamesTheModeAndRedactsTokens(t *testing.T) {
+	r := directResult()
+	r.Tabs[0].Samples = []failureSample{{Kind: "tts.bytes", Code: "upstream_error",
+		Message: "the upstream answered eyJhbGciOi.eyJzdWIi.sig"}}
+	md := r.Markdown()
+	for _, want := range []string{
+		"# Token soak test, direct mode: results",
+		"DIRECT_GRANTS tts,stt,agent, DIRECT_TOKEN_TTL and TOKEN_TTL 4 s",
+		"| tts | 200 | 2 | 4 s | 0.8 s | 3.2 s | 100.0 | 100 | 1.00 |",
+		"the upstream answered [token]",
+		"Page errors holding `eyJ`: 1",
+		"## Why it failed",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RESULTS-direct.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "eyJhbGci") {
+		t.Errorf("RESULTS-direct.md holds the token:\n%s", md)
+	}
+}
