@@ -108,6 +108,17 @@ type Config struct {
 	// HTTPCallsPerUserGrant caps each user's proxied HTTP calls in flight per grant; one
 	// more is refused with 429 rate_limited. Zero means proxy.DefaultHTTPPerUserGrant.
 	HTTPCallsPerUserGrant int
+	// WebSocketSessionCheck is how often an open proxied WebSocket looks its session up
+	// again, to end with it when it expires or is deleted elsewhere (see
+	// proxy.WebSocketLimits.SessionCheck). Zero means proxy.DefaultSessionCheck.
+	WebSocketSessionCheck time.Duration
+	// SpoolDir is where the proxy spools uploads while it checks them; empty means the
+	// system temp directory. It must exist and be a directory. SpoolPerUser and
+	// SpoolTotal cap the bytes spooled per user and altogether; zero means
+	// proxy.DefaultSpoolPerUser and proxy.DefaultSpoolTotal.
+	SpoolDir     string
+	SpoolPerUser int64
+	SpoolTotal   int64
 
 	// Minter mints tokens with the API key; Sealer seals them into cookies.
 	Minter Minter
@@ -143,9 +154,11 @@ type Config struct {
 
 	// CORSOrigins are exact origins (scheme://host[:port], as browsers send them) whose
 	// pages may call /api/ and /cartesia/ with credentials: their preflights are approved
-	// and their requests pass the CSRF check like the public origin's. Empty (the
-	// default) answers no CORS headers at all. The cookies are SameSite=Strict, so only
-	// same-site origins (a sibling subdomain) ever get a session this way.
+	// and their requests pass the CSRF check like the public origin's, and the proxy
+	// accepts their WebSocket upgrades (same-origin or same-site Fetch Metadata only).
+	// Empty (the default) answers no CORS headers at all. The cookies are
+	// SameSite=Strict, so only same-site origins (a sibling subdomain) ever get a
+	// session this way.
 	CORSOrigins []string
 
 	// BodyTimeout bounds how long any request body may take to arrive, on every route
@@ -295,17 +308,22 @@ func newServer(cfg Config) (*server, error) {
 	s.csp = contentSecurityPolicy(s.directOn(), upstreamOrigin)
 
 	s.proxy, err = proxy.New(proxy.Config{
-		Upstream:         cfg.Upstream,
-		Version:          cfg.CartesiaVersion,
-		Origin:           origin,
-		Client:           cfg.UpstreamClient,
-		Sealer:           cfg.Sealer,
-		Sessions:         cfg.Sessions,
-		Logger:           cfg.Logger,
-		Now:              cfg.Now,
-		WebSocket:        proxy.WebSocketLimits{PerUserGrant: cfg.WebSocketsPerUserGrant},
+		Upstream:     cfg.Upstream,
+		Version:      cfg.CartesiaVersion,
+		Origin:       origin,
+		ExtraOrigins: cfg.CORSOrigins,
+		Client:       cfg.UpstreamClient,
+		Sealer:       cfg.Sealer,
+		Sessions:     cfg.Sessions,
+		Logger:       cfg.Logger,
+		Now:          cfg.Now,
+		WebSocket: proxy.WebSocketLimits{PerUserGrant: cfg.WebSocketsPerUserGrant,
+			SessionCheck: cfg.WebSocketSessionCheck},
 		HTTPPerUserGrant: cfg.HTTPCallsPerUserGrant,
 		BodyTimeout:      cfg.BodyTimeout,
+		SpoolDir:         cfg.SpoolDir,
+		SpoolPerUser:     cfg.SpoolPerUser,
+		SpoolTotal:       cfg.SpoolTotal,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -355,10 +373,10 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// ServeHTTP runs the middleware chain: the connection's end after a chunked body, the
-// body deadline, security headers on everything, then the Host allowlist, then (for
-// /api/ and /cartesia/) no-store, CORS for configured origins, CSRF and media-type
-// checks, and finally the routes.
+// ServeHTTP runs the middleware chain: the connection's end after a chunked body or any
+// HTTP/1.0 request, the body deadline, security headers on everything, then the Host
+// allowlist, then (for /api/ and /cartesia/) no-store, CORS for configured origins, CSRF
+// and media-type checks, and finally the routes.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	closeAfterChunked(w, r)
 	w = s.boundBody(w, r)
@@ -395,7 +413,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // closeAfterChunked makes the connection close after answering an HTTP/1 request whose
-// body came chunked, so that the connection carries no request after it.
+// body came chunked, and after every HTTP/1.0 request, so that the connection carries no
+// request after it.
 //
 // A request may carry Transfer-Encoding: chunked and a Content-Length together: the
 // classic request-smuggling frame (RFC 9112 6.1). net/http frames it by the chunks and
@@ -405,8 +424,14 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request nobody in front of us saw. Closing after every chunked request removes that
 // next request, at the price of one reconnection for clients that stream an upload on
 // HTTP/1.1 (browsers stream request bodies only over HTTP/2, which has no chunking).
+//
+// HTTP/1.0 hides the same frame: net/http ignores Transfer-Encoding on a 1.0 request
+// (chunking is 1.1) and deletes the header, so r.TransferEncoding is empty and the body
+// is framed by Content-Length, while a front end that honoured the chunks saw a second
+// request inside them. Since a 1.0 request's framing cannot be checked here, every 1.0
+// request closes its connection, keep-alive or not; no browser speaks 1.0.
 func closeAfterChunked(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+	if r.ProtoMajor == 1 && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
 		w.Header().Set("Connection", "close")
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/voxgate/voxgate/server/api"
 	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
@@ -104,7 +105,7 @@ func TestMintAsksUpstreamForExactlyOneGrant(t *testing.T) {
 		h.mint(sess, fmt.Sprintf(`{"grant":%q,"expires_in":60}`, g))
 	}
 
-	calls := h.up.callsTo("/access-token")
+	calls := h.fake.RequestsTo(sectest.RouteMint)
 	if len(calls) != 3 {
 		t.Fatalf("%d mints upstream, want 3", len(calls))
 	}
@@ -113,15 +114,15 @@ func TestMintAsksUpstreamForExactlyOneGrant(t *testing.T) {
 			Grants    map[string]bool `json:"grants"`
 			ExpiresIn int             `json:"expires_in"`
 		}
-		if err := json.Unmarshal(c.body, &body); err != nil {
+		if err := json.Unmarshal(c.Body, &body); err != nil {
 			t.Fatal(err)
 		}
 		g := string(token.Grants()[i])
 		if len(body.Grants) != 1 || !body.Grants[g] || body.ExpiresIn != 60 {
-			t.Errorf("mint %d body %s, want exactly {%q: true} for 60 s", i, c.body, g)
+			t.Errorf("mint %d body %s, want exactly {%q: true} for 60 s", i, c.Body, g)
 		}
 	}
-	if n := len(h.logs.events(t, "token_minted")); n != 3 {
+	if n := len(h.logs.Events(t, "token_minted")); n != 3 {
 		t.Errorf("%d token_minted events, want one per upstream mint (3)", n)
 	}
 }
@@ -218,7 +219,7 @@ func TestTokenEndpointValidation(t *testing.T) {
 			}
 		})
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 0 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 0 {
 		t.Fatalf("upstream saw %d mints from refused requests", n)
 	}
 
@@ -249,7 +250,7 @@ func TestTokenEndpointValidation(t *testing.T) {
 			}
 		})
 	}
-	if n := len(h.up.callsTo("/access-token")); n != len(accepted) {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != len(accepted) {
 		t.Errorf("upstream saw %d mints, want %d", n, len(accepted))
 	}
 }
@@ -290,7 +291,7 @@ func TestMintRateLimitPerUser(t *testing.T) {
 	if r, _ := h.mint(alice, `{"grant":"tts"}`); r.status != 200 {
 		t.Errorf("after the refill: %d", r.status)
 	}
-	up, logged := len(h.up.callsTo("/access-token")), len(h.logs.events(t, "token_minted"))
+	up, logged := len(h.fake.RequestsTo(sectest.RouteMint)), len(h.logs.Events(t, "token_minted"))
 	if up != 5 || logged != 5 {
 		t.Errorf("upstream mints %d, token_minted events %d, want 5 and 5", up, logged)
 	}
@@ -307,7 +308,7 @@ func TestMintUpstreamFailures(t *testing.T) {
 	}{
 		{"upstream 500", 500, `{"error_code":null,"title":"Oops","message":"broken"}`, 502,
 			"upstream_error", ""},
-		{"upstream 401 (bad key)", 401, "Unauthorized: invalid key " + canaryKey, 502,
+		{"upstream 401 (bad key)", 401, "Unauthorized: invalid key " + sectest.CanaryKey, 502,
 			"upstream_error", ""},
 		{"upstream 429", 429, `{"error_code":"concurrency_limited","title":"Busy","message":"x"}`,
 			429, "rate_limited", "9"},
@@ -315,11 +316,12 @@ func TestMintUpstreamFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
-			h.up.mint = func(w http.ResponseWriter, _ *http.Request) {
+			h.fake.Handle(sectest.RouteMint, http.HandlerFunc(func(w http.ResponseWriter,
+				_ *http.Request) {
 				w.Header().Set("Retry-After", "9")
 				w.WriteHeader(tt.status)
 				_, _ = w.Write([]byte(tt.body))
-			}
+			}))
 			r, c := h.mint(h.login("alice", "alice-pw"), `{"grant":"tts"}`)
 			if r.status != tt.want || r.code() != tt.code || c != nil {
 				t.Errorf("got %d %s cookie=%v, want %d %s and no cookie", r.status, r.body,
@@ -331,8 +333,8 @@ func TestMintUpstreamFailures(t *testing.T) {
 			if !strings.Contains(r.body, fmt.Sprintf(`"status":%d`, tt.status)) {
 				t.Errorf("no upstream object in %s", r.body)
 			}
-			if len(h.logs.events(t, "token_mint_failed")) != 1 ||
-				len(h.logs.events(t, "token_minted")) != 0 {
+			if len(h.logs.Events(t, "token_mint_failed")) != 1 ||
+				len(h.logs.Events(t, "token_minted")) != 0 {
 				t.Errorf("logs: %s", h.logs.String())
 			}
 		})
@@ -392,7 +394,7 @@ func TestLogoutClearsEverything(t *testing.T) {
 			t.Errorf("%s: Max-Age %d value %q, want a deletion", name, c.MaxAge, c.Value)
 		}
 	}
-	if len(h.logs.events(t, "logout")) != 1 {
+	if len(h.logs.Events(t, "logout")) != 1 {
 		t.Error("no logout event")
 	}
 
@@ -413,7 +415,7 @@ func TestLogoutClearsEverything(t *testing.T) {
 	if r.code() != "no_token" {
 		t.Errorf("old token with a new session: %d %s, want no_token", r.status, r.body)
 	}
-	if len(h.up.callsTo("/tts/bytes")) != 0 {
+	if len(h.fake.RequestsTo(sectest.RouteTTSBytes)) != 0 {
 		t.Error("upstream saw a proxied call after logout")
 	}
 }
@@ -474,7 +476,7 @@ func TestLoginFailuresAndRateLimits(t *testing.T) {
 	if strings.Contains(h.logs.String(), "CANARYPW") {
 		t.Error("a password reached the log")
 	}
-	if len(h.logs.events(t, "login_failed")) != 2 {
+	if len(h.logs.Events(t, "login_failed")) != 2 {
 		t.Errorf("want 2 login_failed events: %s", h.logs.String())
 	}
 
@@ -515,14 +517,14 @@ func TestHostAllowlist(t *testing.T) {
 	if r.status != 421 {
 		t.Errorf("rebinding mint: %d", r.status)
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 0 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 0 {
 		t.Errorf("upstream saw %d mints", n)
 	}
 	r = h.do(req{method: "GET", path: "/healthz", header: map[string]string{"Host": "VOICE.example"}})
 	if r.status != 200 {
 		t.Errorf("listed host (any case): %d", r.status)
 	}
-	if n := len(h.logs.events(t, "security_rejected")); n != 5 {
+	if n := len(h.logs.Events(t, "security_rejected")); n != 5 {
 		t.Errorf("%d security_rejected events, want one per rejection (5)", n)
 	}
 }
@@ -561,18 +563,19 @@ func TestProxyThroughTheAPI(t *testing.T) {
 
 	r := h.do(req{path: "/cartesia/tts/bytes?access_token=evil",
 		body: `{"transcript":"hello"}`, cookies: []*http.Cookie{sess, tts}})
-	if r.status != 200 || r.body != "RIFF-audio" || r.header.Get("Content-Type") != "audio/wav" {
+	if r.status != 200 || r.body != string(sectest.Audio()) ||
+		r.header.Get("Content-Type") != "audio/wav" {
 		t.Fatalf("proxy: %d %q %v", r.status, r.body, r.header)
 	}
 	if r.header.Get("Cache-Control") != "no-store" {
 		t.Error("proxied audio is cacheable")
 	}
-	calls := h.up.callsTo("/tts/bytes")
-	if len(calls) != 1 || calls[0].query != "" || calls[0].header.Get("Cookie") != "" ||
-		calls[0].header.Get("X-Csrf") != "" {
+	calls := h.fake.RequestsTo(sectest.RouteTTSBytes)
+	if len(calls) != 1 || calls[0].RawQuery != "" || calls[0].Header.Get("Cookie") != "" ||
+		calls[0].Header.Get("X-Csrf") != "" {
 		t.Fatalf("upstream saw %+v", calls)
 	}
-	if got := calls[0].header.Get("Authorization"); got != "Bearer "+tokenPrefix+"1" {
+	if got := calls[0].Header.Get("Authorization"); got != "Bearer "+sectest.TokenPrefix+"1" {
 		t.Errorf("upstream Authorization %q", got)
 	}
 
@@ -591,7 +594,7 @@ func TestProxyThroughTheAPI(t *testing.T) {
 	if r.status != 401 || r.code() != "token_expired" {
 		t.Errorf("after the TTL: %d %s, want 401 token_expired", r.status, r.body)
 	}
-	if n := len(h.up.callsTo("/tts/bytes")); n != 1 {
+	if n := len(h.fake.RequestsTo(sectest.RouteTTSBytes)); n != 1 {
 		t.Errorf("upstream saw %d proxied calls, want only the first", n)
 	}
 }

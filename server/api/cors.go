@@ -81,10 +81,9 @@ func (s *server) isCORSOrigin(r *http.Request) bool {
 // its preflight itself (reporting true). Requests from any other origin, and every
 // request when no CORS origin is configured, get no CORS header at all, so the browser
 // keeps them from reading the answer. Responses vary by Origin whenever CORS is on, so
-// that no cache hands one origin's answer to another.
-//
-// Limitation: WebSocket upgrades from a CORS origin pass the CSRF check here but are
-// still refused by the proxy, whose Origin check knows only the public origin.
+// that no cache hands one origin's answer to another. WebSocket upgrades from these
+// origins are checked again by the proxy (Config.CORSOrigins is its ExtraOrigins), which
+// also refuses a cross-site one.
 func (s *server) cors(w http.ResponseWriter, r *http.Request) bool {
 	if len(s.corsOrigins) == 0 {
 		return false

@@ -69,7 +69,9 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any, timeout time.Durati
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
 	}
-	if dec.More() {
+	// dec.More reports false before a stray "}" or "]", so the rest is read as a token:
+	// only the end of the input may follow the object.
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("invalid request body: data after the JSON object")
 	}
 	return nil

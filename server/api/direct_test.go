@@ -15,13 +15,15 @@ import (
 
 	"github.com/voxgate/voxgate/server/api"
 	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
 
 // directTokenPrefix starts every token directMinter hands out. It differs from
-// tokenPrefix on purpose: the harness fails a test whose responses show tokenPrefix, and
-// a direct token is meant to be in a response. The tests check the logs for it instead.
+// sectest.TokenPrefix on purpose: the harness fails a test whose responses show that
+// prefix, and a direct token is meant to be in a response. The tests check the logs for
+// it instead.
 const directTokenPrefix = "eyJhbGciOiJIUzI1NiJ9.direct-CANARY-"
 
 // directMinter mints directTokenPrefix<n> tokens on the test clock, remembering each call.
@@ -104,7 +106,7 @@ func TestDirectModeIsOffByDefault(t *testing.T) {
 	if g := h.do(req{method: "GET", path: "/api/token/direct"}); g.status != 404 {
 		t.Errorf("GET direct route when off: %d, want 404 like any unknown route", g.status)
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 0 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 0 {
 		t.Errorf("upstream saw %d mints", n)
 	}
 
@@ -297,7 +299,7 @@ func TestDirectTokenAnswer(t *testing.T) {
 		t.Errorf("the direct answer has a Set-Cookie header: %q", r.header.Values("Set-Cookie"))
 	}
 
-	events := h.logs.events(t, "token_issued_direct")
+	events := h.logs.Events(t, "token_issued_direct")
 	if len(events) != 1 {
 		t.Fatalf("%d token_issued_direct events, want 1", len(events))
 	}
@@ -351,7 +353,7 @@ func TestDirectMintLimitIsSeparateFromTheCookieLimit(t *testing.T) {
 		t.Errorf("3rd direct mint: %d %s Retry-After %q, want 429 rate_limited 10",
 			r.status, r.body, r.header.Get("Retry-After"))
 	}
-	if len(h.logs.events(t, "security_rejected")) == 0 ||
+	if len(h.logs.Events(t, "security_rejected")) == 0 ||
 		!strings.Contains(h.logs.String(), `"reason":"direct_mint_rate_limited"`) {
 		t.Errorf("no direct_mint_rate_limited rejection logged")
 	}
@@ -374,7 +376,7 @@ func TestInfoDescribesDirectMode(t *testing.T) {
 	h, _ := newDirectHarness(t)
 	r := h.do(req{method: "GET", path: "/api/info", header: map[string]string{"X-CSRF": ""}})
 	want := `{"upstream":"emulator","grants":["tts","stt","agent"],"direct":{"grants":["tts",` +
-		`"agent"],"upstream":"` + h.up.srv.URL + `","cartesia_version":"2026-03-01",` +
+		`"agent"],"upstream":"` + h.fake.URL() + `","cartesia_version":"2026-03-01",` +
 		`"max_ttl":60}}`
 	if r.status != 200 || strings.TrimSpace(r.body) != want {
 		t.Errorf("info: %d %s\nwant %s", r.status, r.body, want)
@@ -383,7 +385,7 @@ func TestInfoDescribesDirectMode(t *testing.T) {
 
 func TestCSPListsTheUpstreamOnlyInDirectMode(t *testing.T) {
 	h, _ := newDirectHarness(t)
-	up := strings.TrimPrefix(h.up.srv.URL, "http://")
+	up := strings.TrimPrefix(h.fake.URL(), "http://")
 	for _, path := range []string{"/", "/api/info", "/nope"} {
 		csp := h.do(req{method: "GET", path: path}).header.Get("Content-Security-Policy")
 		if got, want := directive(csp, "connect-src"),

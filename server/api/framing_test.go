@@ -63,7 +63,7 @@ func TestAliasRedirectTakesOnlyAPathFromTheTarget(t *testing.T) {
 			}
 		}
 	}
-	events := h.logs.events(t, "security_rejected")
+	events := h.logs.Events(t, "security_rejected")
 	if len(events) != 2*len(refused) {
 		t.Errorf("%d security_rejected events, want one per refusal (%d)", len(events),
 			2*len(refused))

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"github.com/voxgate/voxgate/server/api"
 	"github.com/voxgate/voxgate/server/reply"
 	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
@@ -47,7 +47,7 @@ func (m *recordingMinter) Mint(_ context.Context, g token.Grant, ttl time.Durati
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls = append(m.calls, mintCall{g, ttl})
-	return token.Token{Value: token.NewValue(fmt.Sprintf("%s%d", tokenPrefix, len(m.calls))),
+	return token.Token{Value: token.NewValue(fmt.Sprintf("%s%d", sectest.TokenPrefix, len(m.calls))),
 		Grant: g, ExpiresAt: m.now.Add(ttl)}, nil
 }
 
@@ -67,7 +67,7 @@ type fuzzServer struct {
 	h       http.Handler
 	minter  *recordingMinter
 	session *http.Cookie
-	logs    *logSink
+	logs    *sectest.LogSink
 }
 
 func newFuzzServer(f *testing.F) *fuzzServer {
@@ -88,7 +88,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 		f.Fatal(err)
 	}
 	wide := api.RateLimit{Every: time.Nanosecond, Burst: 1 << 30}
-	fs := &fuzzServer{minter: &recordingMinter{now: now}, logs: &logSink{}}
+	fs := &fuzzServer{minter: &recordingMinter{now: now}, logs: &sectest.LogSink{}}
 	fs.h, err = api.New(api.Config{
 		PublicOrigin:    fuzzOrigin,
 		Upstream:        "http://127.0.0.1:9", // never dialled: no proxy route is called
@@ -103,7 +103,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 		LoginIPLimit:    wide,
 		LoginPairLimit:  wide,
 		Static:          staticFS(),
-		Logger:          slog.New(slog.NewJSONHandler(fs.logs, nil)),
+		Logger:          fs.logs.Logger(),
 		Now:             clock,
 	})
 	if err != nil {
@@ -148,38 +148,6 @@ func errorCode(t *testing.T, rec *httptest.ResponseRecorder) string {
 	return b.Error.Code
 }
 
-// checkNoSecrets is invariant I1 for one answer and the log lines it caused: no minted
-// token in either.
-func (fs *fuzzServer) checkNoSecrets(t *testing.T, rec *httptest.ResponseRecorder) {
-	t.Helper()
-	logged := fs.logs.take()
-	answered := fmt.Sprint(rec.Header()) + rec.Body.String()
-	if strings.Contains(answered, tokenPrefix) || strings.Contains(logged, tokenPrefix) {
-		t.Fatalf("a token leaked: answer %q, log %q", answered, logged)
-	}
-}
-
-// logSink collects log lines between two checks.
-type logSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// take returns the lines written since the last take.
-func (l *logSink) take() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
-	l.b.Reset()
-	return s
-}
-
 // tokenAnswer checks a POST /api/token answer against what the minter was asked: a 200
 // mints exactly one tts token whose lifetime the body reports and the cookie carries;
 // anything else mints nothing and is a 4xx in our error shape.
@@ -187,7 +155,7 @@ func (fs *fuzzServer) tokenAnswer(t *testing.T, rec *httptest.ResponseRecorder) 
 	mintCall, bool) {
 	t.Helper()
 	calls := fs.minter.take()
-	fs.checkNoSecrets(t, rec)
+	sectest.CheckAnswer(t, http.MethodPost, "/api/token", rec, fs.logs.Take())
 	if rec.Code != http.StatusOK {
 		code := errorCode(t, rec)
 		if len(calls) != 0 || rec.Code >= 500 ||
@@ -356,7 +324,7 @@ func FuzzLoginBody(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := fs.post("/api/login", body)
-		fs.checkNoSecrets(t, rec)
+		sectest.CheckAnswer(t, http.MethodPost, "/api/login", rec, fs.logs.Take())
 
 		if rec.Code != http.StatusOK {
 			code := errorCode(t, rec)

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/voxgate/voxgate/server/api"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 )
 
@@ -53,9 +54,9 @@ func (h *harness) rawExchange(text string, within time.Duration) rawAnswer {
 	}
 	b, _ := io.ReadAll(res.Body)
 	_ = res.Body.Close()
-	h.mu.Lock()
-	fmt.Fprintf(&h.answered, "%v\n%s\n", res.Header, b)
-	h.mu.Unlock()
+	method, rest, _ := strings.Cut(text, " ")
+	target, _, _ := strings.Cut(rest, " ")
+	h.rec.Note(method, target, res.StatusCode, res.Header, b) // for G1
 
 	_, err = br.ReadByte()
 	return rawAnswer{status: res.StatusCode, header: res.Header, body: string(b),
@@ -266,7 +267,7 @@ func TestRequestBodiesMatchKeysExactly(t *testing.T) {
 			t.Errorf("%s %s signed in", tt.path, tt.body)
 		}
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 0 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 0 {
 		t.Errorf("%d tokens were minted", n)
 	}
 }
@@ -342,7 +343,7 @@ func TestRepeatedCSRFHeadersAreRefused(t *testing.T) {
 			t.Errorf("%s: %d %s, want 403 csrf_rejected", tt.name, r.status, r.body)
 		}
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 0 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 0 {
 		t.Errorf("%d mints happened", n)
 	}
 }
@@ -371,7 +372,8 @@ func TestRepeatedContentTypeIsRefused(t *testing.T) {
 			t.Errorf("%s with two Content-Types: %d %s, want 415", path, r.status, r.body)
 		}
 	}
-	if n := len(h.up.callsTo("/tts/bytes")) + len(h.up.callsTo("/tts/sse")); n != 0 {
+	if n := len(h.fake.RequestsTo(sectest.RouteTTSBytes)) +
+		len(h.fake.RequestsTo(sectest.RouteTTSSSE)); n != 0 {
 		t.Errorf("upstream saw %d calls", n)
 	}
 }

@@ -1,181 +1,27 @@
 package api_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
 
-	"github.com/coder/websocket"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voxgate/voxgate/server/api"
+	"github.com/voxgate/voxgate/server/proxy"
 	"github.com/voxgate/voxgate/server/reply"
 	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
-
-// canaryKey is the API key every api test runs with. The harness fails any test in which
-// it (or an upstream token) shows up in a response or a log line.
-const canaryKey = "sk_car_CANARY_api_5d1e"
-
-const tokenPrefix = "ctok_CANARY_"
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-// upstreamCall is one request the fake Cartesia received.
-type upstreamCall struct {
-	method, path, query string
-	header              http.Header
-	body                []byte
-}
-
-// fakeCartesia mints ctok_CANARY_<n> tokens for the canary key and answers /tts/bytes
-// for those tokens; mint and tts can be replaced per test.
-type fakeCartesia struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	calls []upstreamCall
-	n     int
-	mint  http.HandlerFunc
-	tts   http.HandlerFunc
-}
-
-func newFakeCartesia(t *testing.T) *fakeCartesia {
-	f := &fakeCartesia{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.calls = append(f.calls, upstreamCall{r.Method, r.URL.Path, r.URL.RawQuery,
-			r.Header.Clone(), body})
-		mint, tts := f.mint, f.tts
-		f.mu.Unlock()
-
-		switch r.URL.Path {
-		case "/access-token":
-			if mint != nil {
-				mint(w, r)
-				return
-			}
-			if r.Header.Get("Authorization") != "Bearer "+canaryKey {
-				http.Error(w, "Unauthorized: bad key", http.StatusUnauthorized)
-				return
-			}
-			f.mu.Lock()
-			f.n++
-			tok := fmt.Sprintf("%s%d", tokenPrefix, f.n)
-			f.mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(map[string]string{"token": tok})
-		case "/tts/bytes":
-			if tts != nil {
-				tts(w, r)
-				return
-			}
-			if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "+tokenPrefix) {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-			w.Header().Set("Content-Type", "audio/wav")
-			_, _ = io.WriteString(w, "RIFF-audio")
-		case "/tts/websocket":
-			echoWebSocket(w, r)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-// echoWebSocket accepts a token-authenticated WebSocket and echoes every message.
-func echoWebSocket(w http.ResponseWriter, r *http.Request) {
-	if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "+tokenPrefix) {
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	c, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		return
-	}
-	defer c.CloseNow()
-	for {
-		typ, msg, err := c.Read(context.Background())
-		if err != nil {
-			return
-		}
-		if err := c.Write(context.Background(), typ, msg); err != nil {
-			return
-		}
-	}
-}
-
-func (f *fakeCartesia) callsTo(path string) []upstreamCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []upstreamCall
-	for _, c := range f.calls {
-		if c.path == path {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// events returns the decoded log events named msg.
-func (s *syncBuffer) events(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(s.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("log line %q is not JSON: %v", line, err)
-		}
-		if e["msg"] == msg {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // staticFS is what `make build` would leave in web/.
 func staticFS() fstest.MapFS {
@@ -191,27 +37,33 @@ func staticFS() fstest.MapFS {
 	}
 }
 
-// harness is the whole api handler in front of a fake Cartesia, with two users:
-// alice (every grant, up to 3600 s) and bob (tts only, up to 600 s).
+// harness is the whole api handler in front of a sectest fake Cartesia, with two users:
+// alice (every grant, up to 3600 s) and bob (tts only, up to 600 s). Every test that
+// builds one ends with the sectest post-conditions G1-G4 over everything the harness
+// sent, received and logged.
 type harness struct {
-	t        *testing.T
-	clk      *clock
-	up       *fakeCartesia
-	srv      *httptest.Server
-	origin   string
-	host     string
-	logs     *syncBuffer
-	mu       sync.Mutex
-	answered bytes.Buffer // every response's headers and body, for the leak check
+	t      *testing.T
+	clk    *sectest.Clock
+	fake   *sectest.FakeCartesia
+	logs   *sectest.LogSink
+	rec    *sectest.Recorder
+	srv    *httptest.Server
+	origin string
+	host   string
 }
 
 type harnessOption func(*api.Config)
 
 func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	t.Helper()
-	h := &harness{t: t, clk: &clock{t: time.Date(2026, 4, 1, 8, 0, 0, 0, time.UTC)},
-		up: newFakeCartesia(t), logs: &syncBuffer{}}
-	logger := slog.New(slog.NewJSONHandler(h.logs, nil))
+	h := &harness{t: t, clk: sectest.NewClock(time.Date(2026, 4, 1, 8, 0, 0, 0, time.UTC)),
+		logs: &sectest.LogSink{}, rec: &sectest.Recorder{}}
+	// Registered first, so that the checks run after the server and the fake are closed.
+	checks := &sectest.Checks{Logs: h.logs, Responses: h.rec, Allowed: upstreamRoutes()}
+	sectest.Guard(t, checks)
+	// Plain HTTP keeps the minter's and the proxy's own default clients under test.
+	h.fake = sectest.NewPlainFakeCartesia(t)
+	checks.Fake, checks.Evil = h.fake, sectest.NewEvil(t)
 
 	h.srv = httptest.NewUnstartedServer(nil)
 	h.host = h.srv.Listener.Addr().String()
@@ -228,7 +80,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		t.Fatal(err)
 	}
 	sealer, _ := seal.NewRandom()
-	minter, err := token.NewMinter(token.MinterConfig{Upstream: h.up.srv.URL,
+	minter, err := token.NewMinter(token.MinterConfig{Upstream: h.fake.URL(),
 		Key: mustKey(t), Version: "2026-03-01", Now: h.clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +88,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 
 	cfg := api.Config{
 		PublicOrigin:    h.origin,
-		Upstream:        h.up.srv.URL,
+		Upstream:        h.fake.URL(),
 		UpstreamKind:    api.UpstreamEmulator,
 		CartesiaVersion: "2026-03-01",
 		Minter:          minter,
@@ -245,7 +97,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		TokenTTL:        300 * time.Second,
 		MintLimit:       api.RateLimit{Every: time.Millisecond, Burst: 1000},
 		Static:          staticFS(),
-		Logger:          logger,
+		Logger:          h.logs.Logger(),
 		Now:             h.clk.Now,
 	}
 	for _, o := range opts {
@@ -258,14 +110,24 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	h.srv.Config.Handler = handler
 	h.srv.Start()
 	t.Cleanup(h.srv.Close)
-	t.Cleanup(h.checkNoLeaks)
 	return h
 }
 
+// upstreamRoutes is G3's allowlist: the mint and every proxy route's upstream.
+func upstreamRoutes() []string {
+	out := []string{sectest.RouteMint}
+	for _, rt := range proxy.Routes() {
+		out = append(out, rt.Method+" "+rt.Upstream)
+	}
+	return out
+}
+
+// mustKey is the canary key as the minter takes it.
 func mustKey(t *testing.T) token.APIKey {
+	t.Helper()
 	k, err := token.LoadAPIKey(func(n string) string {
 		if n == token.EnvAPIKey {
-			return canaryKey
+			return sectest.CanaryKey
 		}
 		return ""
 	})
@@ -273,25 +135,6 @@ func mustKey(t *testing.T) token.APIKey {
 		t.Fatal(err)
 	}
 	return k
-}
-
-// checkNoLeaks is invariant I1 (and its token twin) over everything the test saw.
-func (h *harness) checkNoLeaks() {
-	h.mu.Lock()
-	answered := h.answered.String()
-	h.mu.Unlock()
-	for what, text := range map[string]string{"a response": answered, "a log line": h.logs.String()} {
-		for _, secret := range []string{canaryKey, tokenPrefix, "access_token="} {
-			if strings.Contains(text, secret) {
-				h.t.Errorf("%s contains %q", what, secret)
-			}
-		}
-	}
-	for _, c := range h.up.callsTo("/tts/bytes") {
-		if strings.Contains(fmt.Sprint(c.header), canaryKey) {
-			h.t.Error("the API key was sent on a proxied call")
-		}
-	}
 }
 
 // req describes one browser-like request; the zero value is a same-origin JSON call
@@ -363,16 +206,13 @@ func (h *harness) do(r req) resp {
 		defer tr.CloseIdleConnections()
 		rt = tr
 	}
-	res, err := rt.RoundTrip(hr)
+	// Read through the recorder, so that G1 sees every answer.
+	res, err := h.rec.Wrap(rt).RoundTrip(hr)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-
-	h.mu.Lock()
-	fmt.Fprintf(&h.answered, "%v\n%s\n", res.Header, b)
-	h.mu.Unlock()
 	return resp{status: res.StatusCode, header: res.Header, body: string(b), raw: res}
 }
 

@@ -78,7 +78,8 @@ var csrfHeaders = []string{"Sec-Fetch-Site", "Origin", "X-CSRF"}
 //
 // WebSocket upgrades (GET on a proxied WebSocket route) are the exception to the last
 // rule: browsers cannot add headers to them. The proxy instead requires their Origin to
-// be present and exactly the public origin before it accepts or dials anything.
+// be present and exactly the public origin or one of Config.CORSOrigins (then with
+// same-origin or same-site Fetch Metadata) before it accepts or dials anything.
 //
 // Each of these headers may appear at most once: browsers never repeat them, and with
 // two copies this check and any later reader could disagree about which one counts.

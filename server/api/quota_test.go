@@ -11,14 +11,18 @@ import (
 	"time"
 
 	"github.com/voxgate/voxgate/server/api"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/token"
 )
 
-// setMint replaces the fake's /access-token handler while requests may be running.
+// setMint replaces the fake's POST /access-token handler, safely while requests run;
+// nil puts the fake's own back.
 func (h *harness) setMint(f http.HandlerFunc) {
-	h.up.mu.Lock()
-	h.up.mint = f
-	h.up.mu.Unlock()
+	if f == nil {
+		h.fake.Handle(sectest.RouteMint, h.fake.Default(sectest.RouteMint))
+		return
+	}
+	h.fake.Handle(sectest.RouteMint, f)
 }
 
 // failMint answers every mint with status, a Cartesia-shaped body and, when not empty,
@@ -35,9 +39,9 @@ func failMint(status int, retryAfter string) http.HandlerFunc {
 }
 
 // quotaEvents returns the upstream_quota events in the given state.
-func (h *harness) quotaEvents(state string) []map[string]any {
-	var out []map[string]any
-	for _, ev := range h.logs.events(h.t, "upstream_quota") {
+func (h *harness) quotaEvents(state string) []sectest.Event {
+	var out []sectest.Event
+	for _, ev := range h.logs.Events(h.t, "upstream_quota") {
 		if ev["state"] == state {
 			out = append(out, ev)
 		}
@@ -79,10 +83,10 @@ func TestUpstreamOutOfCreditsStopsMintsOnBothRoutes(t *testing.T) {
 			t.Errorf("%s: a refused mint handed out a token", c.path)
 		}
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 1 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 1 {
 		t.Errorf("upstream saw %d mints, want 1", n)
 	}
-	if n := len(h.logs.events(t, "token_mint_failed")); n != 4 {
+	if n := len(h.logs.Events(t, "token_mint_failed")); n != 4 {
 		t.Errorf("%d token_mint_failed events, want one per failed mint (4)", n)
 	}
 
@@ -112,7 +116,7 @@ func TestUpstreamOutOfCreditsStopsMintsOnBothRoutes(t *testing.T) {
 	if len(closed) != 1 || closed[0]["open_s"] != float64(60) {
 		t.Errorf("upstream_quota closed events %v, want one after 60 s", closed)
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 4 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 4 {
 		t.Errorf("upstream saw %d mints, want 4", n)
 	}
 }
@@ -136,7 +140,7 @@ func TestUpstreamRateLimitIsAnsweredLocallyUntilItsRetryAfter(t *testing.T) {
 				path, r.status, r.body, r.header.Get("Retry-After"))
 		}
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 1 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 1 {
 		t.Errorf("upstream saw %d mints, want 1", n)
 	}
 }
@@ -157,7 +161,7 @@ func TestServerErrorsInARowOpenTheCircuit(t *testing.T) {
 		t.Errorf("after three 5xx: %d %s Retry-After %q, want 503 upstream_unavailable 30",
 			r.status, r.body, r.header.Get("Retry-After"))
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 3 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 3 {
 		t.Errorf("upstream saw %d mints, want 3", n)
 	}
 }
@@ -178,7 +182,7 @@ func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
 		arrivedOnce.Do(func() { close(arrived) })
 		<-release
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"token": tokenPrefix + "probe"})
+		_ = json.NewEncoder(w).Encode(map[string]string{"token": sectest.TokenPrefix + "probe"})
 	})
 
 	// The probe, sent outside h.do: a goroutine may not end the test.
@@ -189,7 +193,7 @@ func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
 		hr.Header.Set("X-CSRF", "1")
 		hr.Header.Set("Content-Type", "application/json")
 		hr.AddCookie(alice)
-		res, err := http.DefaultClient.Do(hr)
+		res, err := h.rec.Client().Do(hr)
 		if err != nil {
 			probe <- 0
 			return
@@ -216,7 +220,7 @@ func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
 	if r, c := h.mint(bob, `{"grant":"tts"}`); r.status != 200 || c == nil {
 		t.Errorf("after a successful probe: %d %s", r.status, r.body)
 	}
-	if n := len(h.up.callsTo("/access-token")); n != 3 {
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 3 {
 		t.Errorf("upstream saw %d mints, want 3 (the 429, the probe, one more)", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/voxgate/voxgate/server/reply"
+	"github.com/voxgate/voxgate/server/sectest"
 )
 
 // dialWS opens a WebSocket through the whole handler as a browser would: cookies and an
@@ -30,7 +31,8 @@ func (h *harness) dialWS(path, origin string, cookies ...*http.Cookie) (*websock
 	hdr.Set("Cookie", strings.Join(parts, "; "))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return websocket.Dial(ctx, "ws://"+h.host+path, &websocket.DialOptions{HTTPHeader: hdr})
+	return websocket.Dial(ctx, "ws://"+h.host+path, &websocket.DialOptions{HTTPHeader: hdr,
+		HTTPClient: h.rec.Client()})
 }
 
 func errorOf(t *testing.T, resp *http.Response) string {
@@ -73,7 +75,7 @@ func TestWebSocketThroughTheAPINeedsTheExactOriginNotXCSRF(t *testing.T) {
 			t.Errorf("origin %q: %d, want 403 csrf_rejected", origin, resp.StatusCode)
 		}
 	}
-	if n := len(h.up.callsTo("/tts/websocket")); n != 1 {
+	if n := len(h.fake.RequestsTo(sectest.RouteTTSWebSocket)); n != 1 {
 		t.Errorf("upstream saw %d WebSocket dials, want 1", n)
 	}
 }
@@ -110,7 +112,7 @@ func TestLogoutClosesTheSessionsWebSockets(t *testing.T) {
 		ce.Reason != "session ended" {
 		t.Errorf("socket ended with %v, want 1008 session ended", err)
 	}
-	if ev := h.logs.events(t, "logout"); len(ev) != 1 || ev[0]["websockets_closed"] != 1.0 {
+	if ev := h.logs.Events(t, "logout"); len(ev) != 1 || ev[0]["websockets_closed"] != 1.0 {
 		t.Errorf("logout events %v", ev)
 	}
 }
@@ -148,8 +150,8 @@ func TestMultipartOnlyOnTheUploadRoutes(t *testing.T) {
 	for _, path := range []string{"/cartesia/stt", "/cartesia/audio/transcriptions"} {
 		r := h.do(req{path: path, body: body, header: form,
 			cookies: []*http.Cookie{sess, stt}})
-		if r.code() == "unsupported_media_type" || len(h.up.callsTo(strings.TrimPrefix(path,
-			"/cartesia"))) != 1 {
+		if r.code() == "unsupported_media_type" || len(h.fake.RequestsTo("POST "+
+			strings.TrimPrefix(path, "/cartesia"))) != 1 {
 			t.Errorf("%s: %d %s; the upload did not reach upstream", path, r.status, r.body)
 		}
 	}

@@ -1,20 +1,18 @@
 package proxy_test
 
 import (
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/voxgate/voxgate/server/proxy"
 	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
@@ -22,34 +20,28 @@ import (
 // agentPath is the only shape of upstream path that carries request input.
 var agentPath = regexp.MustCompile(`^/agents/stream/[A-Za-z0-9_-]{1,128}$`)
 
-// fuzzProxy is the proxy's routes behind a mux, in front of an upstream that records
-// every request and answers at once: 200 to HTTP calls, 403 to WebSocket handshakes (so
-// no socket is ever relayed). One session holds a live token for every grant.
+// fuzzProxy is the proxy's routes behind a mux, in front of a sectest fake Cartesia
+// that records every request and answers at once: its own answers to HTTP calls, 403 to
+// WebSocket handshakes (so no socket is ever relayed). One session holds a live token
+// for every grant, each issued by the fake for that grant alone.
 type fuzzProxy struct {
 	mux     *http.ServeMux
 	origin  string
 	cookies []*http.Cookie
-	mu      sync.Mutex
-	seen    []seen
+	fake    *sectest.FakeCartesia
+	logs    *sectest.LogSink
+	tokens  map[token.Grant]string
 }
 
 func newFuzzProxy(f *testing.F) *fuzzProxy {
 	f.Helper()
-	fp := &fuzzProxy{origin: "http://127.0.0.1:8080"}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fp.mu.Lock()
-		fp.seen = append(fp.seen, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(),
-			nil})
-		fp.mu.Unlock()
-		if r.Header.Get("Upgrade") != "" {
-			http.Error(w, `{"error_code":"forbidden","title":"Forbidden"}`, http.StatusForbidden)
-			return
+	fp := &fuzzProxy{origin: "http://127.0.0.1:8080", fake: sectest.NewPlainFakeCartesia(f),
+		logs: &sectest.LogSink{}, tokens: map[token.Grant]string{}}
+	for _, rt := range proxy.Routes() {
+		if rt.Kind == proxy.WebSocket {
+			fp.fake.Handle(rt.Method+" "+rt.Upstream, sectest.Status(http.StatusForbidden))
 		}
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"text":"ok"}`)
-	}))
-	f.Cleanup(up.Close)
+	}
 
 	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
@@ -65,17 +57,18 @@ func newFuzzProxy(f *testing.F) *fuzzProxy {
 	}
 	fp.cookies = []*http.Cookie{{Name: session.CookieName, Value: sess.ID}}
 	for _, g := range token.Grants() {
-		v, err := sealer.Seal(sess.ID, token.Token{Value: token.NewValue(upstreamToken + "_" +
-			string(g)), Grant: g, ExpiresAt: now.Add(time.Hour)})
+		fp.tokens[g] = fp.fake.Issue(string(g))
+		v, err := sealer.Seal(sess.ID, token.Token{Value: token.NewValue(fp.tokens[g]),
+			Grant: g, ExpiresAt: now.Add(time.Hour)})
 		if err != nil {
 			f.Fatal(err)
 		}
 		fp.cookies = append(fp.cookies, &http.Cookie{Name: seal.CookieName(g), Value: v})
 	}
 
-	p, err := proxy.New(proxy.Config{Upstream: up.URL, Version: "2026-03-01",
-		Origin: fp.origin, Sealer: sealer, Sessions: sessions,
-		Logger: slog.New(slog.DiscardHandler), Now: clock})
+	p, err := proxy.New(proxy.Config{Upstream: fp.fake.URL(), Version: "2026-03-01",
+		Origin: fp.origin, Sealer: sealer, Sessions: sessions, Logger: fp.logs.Logger(),
+		Now: clock})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -86,23 +79,14 @@ func newFuzzProxy(f *testing.F) *fuzzProxy {
 	return fp
 }
 
-// take returns and forgets what the upstream saw.
-func (fp *fuzzProxy) take() []seen {
-	fp.mu.Lock()
-	defer fp.mu.Unlock()
-	out := fp.seen
-	fp.seen = nil
-	return out
-}
-
 // routeFor finds the route whose upstream request this is, and checks the agent id.
-func routeFor(s seen) (proxy.Route, bool) {
+func routeFor(s sectest.Request) (proxy.Route, bool) {
 	for _, rt := range proxy.Routes() {
-		if rt.Method != s.method {
+		if rt.Method != s.Method {
 			continue
 		}
-		if rt.Upstream == s.path ||
-			strings.Contains(rt.Upstream, "{agent_id}") && agentPath.MatchString(s.path) {
+		if rt.Upstream == s.Path ||
+			strings.Contains(rt.Upstream, "{agent_id}") && agentPath.MatchString(s.Path) {
 			return rt, true
 		}
 	}
@@ -181,11 +165,9 @@ func FuzzRouteMapping(f *testing.F) {
 		if rec.Code == http.StatusInternalServerError {
 			t.Fatalf("%s %s: 500 %s", method, u, rec.Body)
 		}
-		if strings.Contains(rec.Body.String()+fmt.Sprint(rec.Header()), upstreamToken) {
-			t.Fatal("the answer shows the token")
-		}
+		sectest.CheckAnswer(t, method, u.Path, rec, fp.logs.Take())
 
-		saw := fp.take()
+		saw := fp.fake.Take()
 		if len(saw) > 1 {
 			t.Fatalf("%s %s reached upstream %d times", method, u, len(saw))
 		}
@@ -193,33 +175,32 @@ func FuzzRouteMapping(f *testing.F) {
 			rt, ok := routeFor(s)
 			if !ok {
 				t.Fatalf("%s %s reached %s %s, which is not in the route table", method, u,
-					s.method, s.path)
+					s.Method, s.Path)
 			}
 			if int(pick) < len(routes) && routes[pick].Path != rt.Path {
-				t.Fatalf("a call to %s reached %s", routes[pick].Path, s.path)
+				t.Fatalf("a call to %s reached %s", routes[pick].Path, s.Path)
 			}
-			if want := "Bearer " + upstreamToken + "_" + string(rt.Grant); s.header.Get(
-				"Authorization") != want {
-				t.Fatalf("%s sent Authorization %q", s.path, s.header.Get("Authorization"))
+			if want := "Bearer " + fp.tokens[rt.Grant]; s.Header.Get("Authorization") != want {
+				t.Fatalf("%s sent Authorization %q", s.Path, s.Header.Get("Authorization"))
 			}
 			for _, h := range []string{"Cookie", "X-Forwarded-Host", "Origin"} {
-				if s.header.Get(h) != "" && !(h == "Origin" && rt.Kind == proxy.WebSocket) {
-					t.Fatalf("%s carried the client's %s header", s.path, h)
+				if s.Header.Get(h) != "" && !(h == "Origin" && rt.Kind == proxy.WebSocket) {
+					t.Fatalf("%s carried the client's %s header", s.Path, h)
 				}
 			}
 
-			q, err := url.ParseQuery(s.rawQuery)
+			q, err := url.ParseQuery(s.RawQuery)
 			if err != nil {
-				t.Fatalf("upstream query %q is malformed", s.rawQuery)
+				t.Fatalf("upstream query %q is malformed", s.RawQuery)
 			}
 			for k, vs := range q {
 				if rt.Query[k] == 0 || len(vs) > rt.Query[k] {
-					t.Fatalf("%s got query parameter %q %d times (allowed %d)", s.path, k,
+					t.Fatalf("%s got query parameter %q %d times (allowed %d)", s.Path, k,
 						len(vs), rt.Query[k])
 				}
 				for _, v := range vs {
 					if strings.ContainsAny(v, "\x00\r\n") {
-						t.Fatalf("%s got %s=%q", s.path, k, v)
+						t.Fatalf("%s got %s=%q", s.Path, k, v)
 					}
 				}
 			}

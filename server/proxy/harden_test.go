@@ -53,7 +53,7 @@ func TestUpstreamErrorsNeverEchoTheToken(t *testing.T) {
 			name := fmt.Sprintf("%s %d", ctype, status)
 			t.Run(name, func(t *testing.T) {
 				h := newHarness(t, nil)
-				h.answer = echoAuthorization(status, ctype)
+				h.answer(echoAuthorization(status, ctype))
 
 				requests := map[string]*http.Request{
 					"bytes": h.request(`{}`, h.sessionCookie(),
@@ -72,9 +72,7 @@ func TestUpstreamErrorsNeverEchoTheToken(t *testing.T) {
 					}
 				}
 
-				h.mu.Lock()
-				h.raw = echoAuthorization(status, ctype)
-				h.mu.Unlock()
+				h.answerUnread(echoAuthorization(status, ctype))
 				_, resp, err := h.dialWS("/cartesia/tts/websocket", nil, h.sessionCookie(),
 					h.tokenCookie(token.TTS, time.Minute))
 				if err == nil || resp == nil {
@@ -116,14 +114,14 @@ func TestSuccessContentTypeIsAllowlistedPerRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.route+" "+tt.upstream, func(t *testing.T) {
 			h := newHarness(t, nil)
-			h.answer = func(w http.ResponseWriter, _ *http.Request) {
+			h.answer(func(w http.ResponseWriter, _ *http.Request) {
 				if tt.upstream == "" {
 					w.Header()["Content-Type"] = nil // no sniffing upstream either
 				} else {
 					w.Header()["Content-Type"] = []string{tt.upstream}
 				}
 				_, _ = io.WriteString(w, "<html><script>alert(1)</script>\n\n")
-			}
+			})
 			var r *http.Request
 			switch tt.route {
 			case "bytes":
@@ -150,7 +148,7 @@ func TestHTTPConcurrencyCapPerUserAndGrant(t *testing.T) {
 	h := newHarness(t, func(c *proxy.Config) { c.HTTPPerUserGrant = 3 })
 	release := make(chan struct{})
 	var started sync.WaitGroup
-	h.setAnswer(func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "audio/wav")
 		w.WriteHeader(200)
 		w.(http.Flusher).Flush()
@@ -198,7 +196,7 @@ func TestHTTPConcurrencyCapPerUserAndGrant(t *testing.T) {
 	}()
 	started.Wait()
 
-	h.setAnswer(nil)
+	h.answer(nil)
 	close(release)
 	done.Wait()
 	waitFor(t, "the slots to free", func() bool {
@@ -224,11 +222,11 @@ func TestRetryAfterRelayedOnlyWhenWellFormed(t *testing.T) {
 		for _, status := range []int{429, 200} {
 			t.Run(fmt.Sprintf("%d %s", status, tt.upstream), func(t *testing.T) {
 				h := newHarness(t, nil)
-				h.answer = func(w http.ResponseWriter, _ *http.Request) {
+				h.answer(func(w http.ResponseWriter, _ *http.Request) {
 					w.Header().Set("Content-Type", "audio/wav")
 					w.Header().Set("Retry-After", tt.upstream)
 					w.WriteHeader(status)
-				}
+				})
 				resp, _ := h.do(h.request(`{}`, h.sessionCookie(),
 					h.tokenCookie(token.TTS, time.Minute)))
 				if resp.StatusCode != status {
@@ -240,11 +238,4 @@ func TestRetryAfterRelayedOnlyWhenWellFormed(t *testing.T) {
 			})
 		}
 	}
-}
-
-// setAnswer replaces the upstream's answer while requests may be in flight.
-func (h *harness) setAnswer(f http.HandlerFunc) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.answer = f
 }

@@ -10,8 +10,9 @@
 // response headers and query parameters are copied by allowlist, and nothing the client
 // sends can choose the upstream host or path. Nothing upstream sends that contains the
 // call's own token reaches the browser (see echoGuard). It keeps a registry of open
-// WebSockets per session so that signing out ends them. The package never sees the API
-// key and never mints tokens.
+// WebSockets per session so that signing out ends them, and each socket watches its
+// session so that a timeout ends it too. The package never sees the API key and never
+// mints tokens.
 package proxy
 
 import (
@@ -85,8 +86,16 @@ type Config struct {
 	// Origin is the exact origin the page is served from. A WebSocket upgrade is accepted
 	// only when its Origin header equals it byte for byte: browsers cannot add X-CSRF to
 	// an upgrade, so the Origin is what stops another site's page from opening a socket
-	// with our cookies (cross-site WebSocket hijacking). Empty refuses every upgrade.
+	// with our cookies (cross-site WebSocket hijacking). Empty refuses every upgrade that
+	// ExtraOrigins does not admit.
 	Origin string
+	// ExtraOrigins are further exact origins (scheme://host[:port], as browsers write
+	// them) whose pages may open WebSockets: the deployment's CORS origins. They too are
+	// matched byte for byte. Fetch Metadata from them may say same-site as well as
+	// same-origin, never cross-site: the session cookie is SameSite=Strict, so a
+	// cross-site page could only arrive without it, and one that claims otherwise is not a
+	// browser telling the truth.
+	ExtraOrigins []string
 	// Client sends upstream requests and WebSocket handshakes; nil means one with
 	// DefaultHeaderTimeout. It must not follow redirects.
 	Client *http.Client
@@ -113,9 +122,10 @@ type Config struct {
 	HTTPPerUserGrant int
 
 	// SpoolDir is where uploads larger than a small in-memory buffer are spooled while
-	// they are checked; empty means os.TempDir(). Spool files are created 0600, unlinked
-	// as soon as they are open where the system allows it, and removed in any case when
-	// the call ends, panics included.
+	// they are checked; empty means os.TempDir(). When set, New checks that it is an
+	// existing directory. Spool files are created 0600, unlinked as soon as they are open
+	// where the system allows it, and removed in any case when the call ends, panics
+	// included.
 	SpoolDir string
 	// SpoolPerUser and SpoolTotal cap the bytes that uploads in flight may spool, per
 	// user and altogether (memory and disk). An upload that would pass the user's cap is
@@ -128,12 +138,16 @@ type Config struct {
 
 // Proxy relays the routes in Routes. It is safe for concurrent use.
 //
-// Limitation: the session and token are checked when a call starts. An expiring token
-// cuts nothing (Cartesia, too, checks tokens when a connection opens). Signing out ends
-// the session's WebSockets (see EndSession) but not an HTTP response that is already
-// streaming; that ends when upstream finishes or goes quiet for StreamIdle. A session
-// that times out server-side (idle or absolute) does not end its open WebSockets either:
-// nothing signs out, so they run until either side closes or the relay's idle limit.
+// The session and token are checked when a call starts. An expiring token cuts nothing
+// (Cartesia, too, checks tokens when a connection opens, and a voice-agent call must be
+// able to outlive a five-minute token). A session that ends does end its WebSockets with
+// 1008 "session ended": at once on sign-out (see EndSession) and at its absolute
+// deadline, and within WebSocketLimits.SessionCheck when the store reports it gone or
+// expired by idleness. Relayed messages count as use of the session (see
+// relay.watchSession), so a live call does not idle out.
+//
+// Limitation: signing out or a session timing out does not cut an HTTP response that
+// is already streaming; that ends when upstream finishes or goes quiet for StreamIdle.
 type Proxy struct {
 	upstream *url.URL
 	cfg      Config
@@ -144,8 +158,10 @@ type Proxy struct {
 	// spoolFiles counts the spool files ever created, for tests.
 	spools     *spoolBudget
 	spoolFiles atomic.Int64
-	// originPatterns is Origin for coder/websocket's own origin check, a second layer
-	// behind ours.
+	// extraOrigins is Config.ExtraOrigins as a set, for checkOrigin.
+	extraOrigins map[string]bool
+	// originPatterns are Origin and ExtraOrigins for coder/websocket's own origin check,
+	// a second layer behind ours.
 	originPatterns []string
 }
 
@@ -184,16 +200,48 @@ func New(cfg Config) (*Proxy, error) {
 	orDefault(&cfg.SpoolTotal, DefaultSpoolTotal)
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = os.TempDir()
+	} else if err := checkSpoolDir(cfg.SpoolDir); err != nil {
+		return nil, err
 	}
 
 	p := &Proxy{upstream: &url.URL{Scheme: u.Scheme, Host: u.Host}, cfg: cfg,
-		streams: newStreams(cfg.WebSocket.PerUserGrant),
-		calls:   newSlots(cfg.HTTPPerUserGrant),
-		spools:  newSpoolBudget(cfg.SpoolPerUser, cfg.SpoolTotal)}
+		streams:      newStreams(cfg.WebSocket.PerUserGrant),
+		calls:        newSlots(cfg.HTTPPerUserGrant),
+		spools:       newSpoolBudget(cfg.SpoolPerUser, cfg.SpoolTotal),
+		extraOrigins: map[string]bool{}}
 	if cfg.Origin != "" {
 		p.originPatterns = []string{matchLiteral(cfg.Origin)}
 	}
+	for _, o := range cfg.ExtraOrigins {
+		if !isBareOrigin(o) {
+			return nil, fmt.Errorf("proxy: extra WebSocket origin %q is not "+
+				"scheme://host[:port]", o)
+		}
+		p.extraOrigins[o] = true
+		p.originPatterns = append(p.originPatterns, matchLiteral(o))
+	}
 	return p, nil
+}
+
+// isBareOrigin reports whether s is exactly scheme://host[:port] for http or https, the
+// form an Origin header takes; anything else could never match one byte for byte.
+func isBareOrigin(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		u.Scheme+"://"+u.Host == s
+}
+
+// checkSpoolDir reports a configured spool directory that does not exist or is not a
+// directory, so that a typo fails the start rather than the first large upload.
+func checkSpoolDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("proxy: spool directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("proxy: spool directory %q is not a directory", dir)
+	}
+	return nil
 }
 
 // Handler serves one route. The caller registers it under its own prefix and method.

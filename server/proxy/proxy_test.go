@@ -2,106 +2,62 @@ package proxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/voxgate/voxgate/server/proxy"
 	"github.com/voxgate/voxgate/server/reply"
 	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
 
-const upstreamToken = "ctok_CANARY_proxy"
+// upstreamToken is the token the harness session holds for every grant: the first one
+// the harness's fresh fake issues, named here so that test tables can use it.
+const upstreamToken = sectest.TokenPrefix + "1"
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
-// seen is one request as the fake upstream received it.
-type seen struct {
-	method, path, rawQuery string
-	header                 http.Header
-	body                   []byte
-}
-
-// harness is a proxy in front of a recording fake upstream, with one signed-in user.
+// harness is a proxy in front of a sectest fake Cartesia, with one signed-in user.
+// Every test that builds one ends with the sectest post-conditions G1-G4: nothing the
+// test was answered or the proxy logged holds a token, the fake saw only the proxy's
+// upstream routes and never the key, and the evil listener saw nothing.
 type harness struct {
-	t        *testing.T
-	clk      *clock
-	upstream *httptest.Server
-	answer   http.HandlerFunc
-	// raw, when set, answers upstream requests before their body is read (the record
-	// then has no body): for WebSocket handshakes and streamed uploads.
-	raw      http.HandlerFunc
-	mu       sync.Mutex
-	seen     []seen
+	t    *testing.T
+	clk  *sectest.Clock
+	fake *sectest.FakeCartesia
+	logs *sectest.LogSink
+	rec  *sectest.Recorder
+	// client records every answer it reads in rec; use it for every request to front.
+	client   *http.Client
 	sessions *session.Memory
 	sealer   *seal.Sealer
 	sess     session.Session
 	front    *httptest.Server
 	origin   string
 	proxy    *proxy.Proxy
-	logs     *bytes.Buffer
-	logMu    sync.Mutex
-}
-
-func (h *harness) Write(p []byte) (int, error) {
-	h.logMu.Lock()
-	defer h.logMu.Unlock()
-	return h.logs.Write(p)
-}
-
-func (h *harness) logText() string {
-	h.logMu.Lock()
-	defer h.logMu.Unlock()
-	return h.logs.String()
 }
 
 func newHarness(t *testing.T, cfg func(*proxy.Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, clk: &clock{t: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)},
-		logs: &bytes.Buffer{}}
-
-	h.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		raw := h.raw
-		h.mu.Unlock()
-		if raw != nil {
-			h.mu.Lock()
-			h.seen = append(h.seen, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), nil})
-			h.mu.Unlock()
-			raw(w, r)
-			return
-		}
-
-		body, _ := io.ReadAll(r.Body)
-		h.mu.Lock()
-		h.seen = append(h.seen, seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), body})
-		answer := h.answer
-		h.mu.Unlock()
-		if answer != nil {
-			answer(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "audio/wav")
-		_, _ = io.WriteString(w, "RIFFaudio")
-	}))
-	t.Cleanup(h.upstream.Close)
+	h := &harness{t: t, clk: sectest.NewClock(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)),
+		logs: &sectest.LogSink{}, rec: &sectest.Recorder{}}
+	h.client = h.rec.Client()
+	// Registered first, so that the checks run after the proxy and the fake are closed.
+	checks := &sectest.Checks{Logs: h.logs, Responses: h.rec, Allowed: upstreamRoutes()}
+	sectest.Guard(t, checks)
+	// Plain HTTP keeps proxy.New's own default client under test.
+	h.fake = sectest.NewPlainFakeCartesia(t)
+	checks.Fake, checks.Evil = h.fake, sectest.NewEvil(t)
+	if tok := h.fake.Issue("tts", "stt", "agent"); tok != upstreamToken {
+		t.Fatalf("the fake issued %q first, want %q", tok, upstreamToken)
+	}
 
 	h.sessions = session.NewMemory(session.MemoryConfig{Now: h.clk.Now})
 	var err error
@@ -116,12 +72,12 @@ func newHarness(t *testing.T, cfg func(*proxy.Config)) *harness {
 	h.origin = "http://" + h.front.Listener.Addr().String()
 
 	c := proxy.Config{
-		Upstream: h.upstream.URL,
+		Upstream: h.fake.URL(),
 		Version:  "2026-03-01",
 		Origin:   h.origin,
 		Sealer:   h.sealer,
 		Sessions: h.sessions,
-		Logger:   slog.New(slog.NewJSONHandler(h, nil)),
+		Logger:   h.logs.Logger(),
 		Now:      h.clk.Now,
 	}
 	if cfg != nil {
@@ -139,13 +95,45 @@ func newHarness(t *testing.T, cfg func(*proxy.Config)) *harness {
 	h.front.Config.Handler = mux
 	h.front.Start()
 	t.Cleanup(h.front.Close)
-	t.Cleanup(func() {
-		if strings.Contains(h.logText(), "ctok_CANARY") {
-			t.Errorf("a log line contains the token:\n%s", h.logText())
-		}
-	})
 	return h
 }
+
+// upstreamRoutes is G3's allowlist, every proxy route's upstream: the proxy mints
+// nothing, so POST /access-token is not on it.
+func upstreamRoutes() []string {
+	var out []string
+	for _, rt := range proxy.Routes() {
+		out = append(out, rt.Method+" "+rt.Upstream)
+	}
+	return out
+}
+
+// answer makes f the fake's answer on every upstream route, after the fake has recorded
+// the request and its body; nil puts the fake's own answers back. It is safe while
+// requests are in flight.
+func (h *harness) answer(f http.HandlerFunc) {
+	for _, route := range upstreamRoutes() {
+		if f == nil {
+			h.fake.Handle(route, h.fake.Default(route))
+			continue
+		}
+		h.fake.Handle(route, f)
+	}
+}
+
+// answerUnread is answer for an f that must get the live request body: a WebSocket
+// handshake, or an upload read as it streams. The fake then records no body.
+func (h *harness) answerUnread(f http.HandlerFunc) {
+	for _, route := range upstreamRoutes() {
+		h.fake.HandleUnread(route, f)
+	}
+}
+
+// upstreamSaw returns every request the fake received, in order.
+func (h *harness) upstreamSaw() []sectest.Request { return h.fake.Requests() }
+
+// logText is everything the proxy has logged.
+func (h *harness) logText() string { return h.logs.String() }
 
 // tokenCookie seals a token for the harness session, expiring ttl from now.
 func (h *harness) tokenCookie(grant token.Grant, ttl time.Duration) *http.Cookie {
@@ -174,8 +162,9 @@ func (h *harness) request(body string, cookies ...*http.Cookie) *http.Request {
 	return r
 }
 
+// do sends r through the recording client and reads the whole answer.
 func (h *harness) do(r *http.Request) (*http.Response, string) {
-	resp, err := http.DefaultClient.Do(r)
+	resp, err := h.client.Do(r)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -184,10 +173,37 @@ func (h *harness) do(r *http.Request) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func (h *harness) upstreamSaw() []seen {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]seen(nil), h.seen...)
+// rawPost opens a connection to the proxy and writes a POST to path with the harness
+// session and a live token for grant, the header lines in head (each ending in \r\n),
+// then body, however little of what head announces; the connection closes with the
+// test. It is for bodies that stall, trickle or stop.
+func (h *harness) rawPost(path string, grant token.Grant, head, body string) net.Conn {
+	h.t.Helper()
+	conn, err := net.Dial("tcp", h.front.Listener.Addr().String())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = conn.Close() })
+	tok := h.tokenCookie(grant, time.Minute)
+	if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\n%sCookie: %s=%s; %s=%s\r\n\r\n%s",
+		path, head, session.CookieName, h.sess.ID, tok.Name, tok.Value, body); err != nil {
+		h.t.Fatal(err)
+	}
+	return conn
+}
+
+// readRaw reads the answer to method path from a raw connection, giving up after 10 s,
+// and notes it for G1.
+func (h *harness) readRaw(conn net.Conn, method, path string) (*http.Response, string) {
+	h.t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	h.rec.Note(method, path, resp.StatusCode, resp.Header, b)
+	return resp, string(b)
 }
 
 func errorCode(t *testing.T, body string) reply.Detail {
@@ -219,7 +235,7 @@ func TestProxyForwardsOnlyAllowlistedRequestHeaders(t *testing.T) {
 	r.Header.Set("X-Random", "1")
 
 	resp, body := h.do(r)
-	if resp.StatusCode != http.StatusOK || body != "RIFFaudio" {
+	if resp.StatusCode != http.StatusOK || body != string(sectest.Audio()) {
 		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
 
@@ -228,12 +244,12 @@ func TestProxyForwardsOnlyAllowlistedRequestHeaders(t *testing.T) {
 		t.Fatalf("upstream saw %d requests", len(got))
 	}
 	up := got[0]
-	if up.method != http.MethodPost || up.path != "/tts/bytes" || up.rawQuery != "" {
+	if up.Method != http.MethodPost || up.Path != "/tts/bytes" || up.RawQuery != "" {
 		t.Errorf("upstream request %s %s?%s, want POST /tts/bytes with no query",
-			up.method, up.path, up.rawQuery)
+			up.Method, up.Path, up.RawQuery)
 	}
-	if string(up.body) != `{"transcript":"hi"}` {
-		t.Errorf("upstream body %q", up.body)
+	if string(up.Body) != `{"transcript":"hi"}` {
+		t.Errorf("upstream body %q", up.Body)
 	}
 
 	want := map[string]string{
@@ -245,7 +261,7 @@ func TestProxyForwardsOnlyAllowlistedRequestHeaders(t *testing.T) {
 	}
 	// Transport-level headers that Go's client adds on its own.
 	transport := map[string]bool{"Content-Length": true, "Accept-Encoding": true}
-	for name, vals := range up.header {
+	for name, vals := range up.Header {
 		if transport[name] {
 			continue
 		}
@@ -259,7 +275,7 @@ func TestProxyForwardsOnlyAllowlistedRequestHeaders(t *testing.T) {
 		}
 	}
 	for name := range want {
-		if up.header.Get(name) == "" {
+		if up.Header.Get(name) == "" {
 			t.Errorf("upstream did not get %s", name)
 		}
 	}
@@ -267,7 +283,7 @@ func TestProxyForwardsOnlyAllowlistedRequestHeaders(t *testing.T) {
 
 func TestProxyRelaysOnlyAllowlistedResponseHeaders(t *testing.T) {
 	h := newHarness(t, nil)
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		hd := w.Header()
 		hd.Set("Content-Type", "audio/wav")
 		hd.Set("Cartesia-Request-Id", "req-42")
@@ -284,7 +300,7 @@ func TestProxyRelaysOnlyAllowlistedResponseHeaders(t *testing.T) {
 		hd.Set("Connection", "X-Leak")
 		hd.Set("X-Leak", "1")
 		_, _ = io.WriteString(w, "audio")
-	}
+	})
 	resp, _ := h.do(h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
 
 	for name, want := range map[string]string{"Content-Type": "audio/wav",
@@ -305,7 +321,7 @@ func TestProxyRelaysOnlyAllowlistedResponseHeaders(t *testing.T) {
 func TestProxyStreamsAsTheUpstreamWrites(t *testing.T) {
 	h := newHarness(t, nil)
 	firstSeen := make(chan struct{})
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "audio/wav")
 		_, _ = io.WriteString(w, "first-part|")
 		w.(http.Flusher).Flush()
@@ -317,9 +333,9 @@ func TestProxyStreamsAsTheUpstreamWrites(t *testing.T) {
 			return
 		}
 		_, _ = io.WriteString(w, "second-part")
-	}
+	})
 
-	resp, err := http.DefaultClient.Do(
+	resp, err := h.client.Do(
 		h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
 	if err != nil {
 		t.Fatal(err)
@@ -369,13 +385,13 @@ func TestProxyRelaysUpstreamErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, nil)
-			h.answer = func(w http.ResponseWriter, _ *http.Request) {
+			h.answer(func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", tt.ctype)
 				w.Header().Set("Cartesia-Request-Id", "hdr-id")
 				w.Header().Set("Set-Cookie", "x=1")
 				w.WriteHeader(tt.status)
 				_, _ = io.WriteString(w, tt.body)
-			}
+			})
 			resp, body := h.do(h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
 
 			if resp.StatusCode != tt.status {
@@ -485,7 +501,7 @@ func TestProxyUpstreamFailures(t *testing.T) {
 		h := newHarness(t, func(c *proxy.Config) {
 			c.Client = &http.Client{Transport: token.NewTransport(100 * time.Millisecond)}
 		})
-		h.answer = func(http.ResponseWriter, *http.Request) { <-release }
+		h.answer(func(http.ResponseWriter, *http.Request) { <-release })
 		defer close(release)
 
 		resp, body := h.do(h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
@@ -500,22 +516,14 @@ func TestProxyLogsOneEventPerCall(t *testing.T) {
 	_, _ = h.do(h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
 	_, _ = h.do(h.request(`{}`))
 
-	var events []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(h.logText()), "\n") {
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatal(err)
-		}
-		if e["msg"] == "proxy" {
-			events = append(events, e)
-		}
-	}
+	events := h.logs.Events(t, "proxy")
 	if len(events) != 2 {
 		t.Fatalf("%d proxy events, want 2", len(events))
 	}
 	ok := events[0]
 	if ok["route"] != "/cartesia/tts/bytes" || ok["grant"] != "tts" || ok["user"] != "alice" ||
-		ok["status"] != 200.0 || ok["bytes_down"] != float64(len("RIFFaudio")) || ok["dur_ms"] == nil {
+		ok["status"] != 200.0 || ok["bytes_down"] != float64(len(sectest.Audio())) ||
+		ok["dur_ms"] == nil {
 		t.Errorf("proxy event %v", ok)
 	}
 	if events[1]["status"] != 401.0 {
@@ -536,25 +544,12 @@ func TestNewRejectsUnsafeUpstream(t *testing.T) {
 
 func TestSlowBodyIsCutOffAt408(t *testing.T) {
 	h := newHarness(t, func(c *proxy.Config) { c.BodyTimeout = 100 * time.Millisecond })
-	conn, err := net.Dial("tcp", h.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := h.rawPost("/cartesia/tts/bytes", token.TTS,
+		"Content-Type: application/json\r\nContent-Length: 100\r\n", `{"tran`)
 
-	tok := h.tokenCookie(token.TTS, time.Minute)
-	fmt.Fprintf(conn, "POST /cartesia/tts/bytes HTTP/1.1\r\nHost: x\r\n"+
-		"Content-Type: application/json\r\nContent-Length: 100\r\n"+
-		"Cookie: %s=%s; %s=%s\r\n\r\n{\"tran", session.CookieName, h.sess.ID, tok.Name, tok.Value)
-
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := h.readRaw(conn, http.MethodPost, "/cartesia/tts/bytes")
 	if resp.StatusCode != http.StatusRequestTimeout ||
-		errorCode(t, string(b)).Code != "request_timeout" {
+		errorCode(t, b).Code != "request_timeout" {
 		t.Errorf("got %d %s, want 408 request_timeout", resp.StatusCode, b)
 	}
 	if len(h.upstreamSaw()) != 0 {
@@ -564,12 +559,12 @@ func TestSlowBodyIsCutOffAt408(t *testing.T) {
 
 func TestStreamOutlivesTheBodyDeadline(t *testing.T) {
 	h := newHarness(t, func(c *proxy.Config) { c.BodyTimeout = 50 * time.Millisecond })
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "first|")
 		w.(http.Flusher).Flush()
 		<-time.After(300 * time.Millisecond) // well past the body deadline
 		_, _ = io.WriteString(w, "second")
-	}
+	})
 	resp, body := h.do(h.request(`{}`, h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute)))
 	if resp.StatusCode != 200 || body != "first|second" {
 		t.Errorf("got %d %q; the body deadline cut the stream", resp.StatusCode, body)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 	"golang.org/x/time/rate"
 )
@@ -46,6 +47,13 @@ var (
 		client:   closeMsg{code: websocket.StatusPolicyViolation, reason: "session ended"},
 		upstream: closeMsg{code: websocket.StatusNormalClosure, reason: "session ended"},
 		note:     "session_ended",
+	}
+	// endSessionExpired tells both legs exactly what a sign-out does (the page reacts
+	// to a session that ended, however it ended); only the log tells them apart.
+	endSessionExpired = ending{
+		client:   endSessionEnded.client,
+		upstream: endSessionEnded.upstream,
+		note:     "session_expired",
 	}
 	endIdle = ending{
 		client:   closeMsg{code: websocket.StatusGoingAway, reason: "idle timeout"},
@@ -96,9 +104,9 @@ var (
 //   - no code (1005): 1000.
 //   - anything else, or the browser vanished: 1001 "client went away".
 //
-// The proxy's own endings: sign-out 1008 "session ended" to the browser (1000 upstream);
-// a client message over the read limit 1009 (sent by the library); the client's message
-// rate exceeded 1008; idle 1001; a dead upstream leg 1011.
+// The proxy's own endings: sign-out or an expired session 1008 "session ended" to the
+// browser (1000 upstream); a client message over the read limit 1009 (sent by the
+// library); the client's message rate exceeded 1008; idle 1001; a dead upstream leg 1011.
 func toClient(code websocket.StatusCode, reason string) closeMsg {
 	reason = cleanReason(reason)
 	switch {
@@ -159,6 +167,14 @@ type relay struct {
 
 	bytesUp, bytesDown atomic.Int64
 
+	// sessionID and absolute name the session the relay runs for and its absolute
+	// deadline (see watch); an empty sessionID watches nothing. used says a message was
+	// relayed since the session was last touched: the one cost the watch puts on a
+	// message.
+	sessionID string
+	absolute  time.Time
+	used      atomic.Bool
+
 	mu   sync.Mutex
 	end  *ending
 	done chan struct{}
@@ -193,6 +209,9 @@ func (rl *relay) run() ending {
 	wg.Go(func() { rl.pump(rl.client, rl.upstream, true) })
 	wg.Go(func() { rl.pump(rl.upstream, rl.client, false) })
 	wg.Go(func() { rl.keepalive(ctx) })
+	if rl.sessionID != "" {
+		wg.Go(func() { rl.watchSession(ctx) })
+	}
 
 	<-rl.done
 	rl.mu.Lock()
@@ -241,6 +260,11 @@ func (rl *relay) pump(src, dst *websocket.Conn, fromClient bool) {
 			return
 		}
 		rl.idle.Reset(rl.limits.Idle)
+		if !rl.used.Load() {
+			// Loading first keeps the cache line shared while the flag is already set,
+			// so the two pumps do not fight over it on every message.
+			rl.used.Store(true)
+		}
 
 		ctx, cancel := context.WithTimeout(context.Background(), rl.limits.WriteTimeout)
 		err = dst.Write(ctx, typ, msg)
@@ -342,4 +366,83 @@ func (rl *relay) keepalive(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// sessionTouchEvery is the most often a relay records its traffic as use of the session:
+// an hour's idle timeout then never ends a live call, and a busy socket costs the store
+// one write a minute.
+const sessionTouchEvery = time.Minute
+
+// watch makes the relay end with its session: run then closes both legs with 1008
+// "session ended" at sess's absolute deadline, and when a periodic look-up finds the
+// session gone or expired. Call it before run.
+func (rl *relay) watch(sess session.Session) {
+	rl.sessionID, rl.absolute = sess.ID, sess.AbsoluteExpiry
+}
+
+// watchSession ends the relay when its session ends, until ctx does.
+//
+// The absolute deadline is known from the start, so a timer ends the relay on time
+// without asking the store. Idle expiry moves with use, and a session can also vanish
+// without EndSession being called (a sign-out handled by another replica sharing the
+// store, a sweep), so every SessionCheck the store is asked again. That same look-up
+// keeps a live call's session from idling out: when messages were relayed since the
+// last touch, and that touch is at least sessionTouchEvery old, it is a Touch instead of
+// a Get. The first touch is the one the upgrade itself made.
+//
+// A store error other than "not found" or "expired" ends nothing: a shared store's
+// hiccup should not cut every call, and the absolute timer still holds. It is logged.
+func (rl *relay) watchSession(ctx context.Context) {
+	check := time.NewTicker(rl.limits.SessionCheck)
+	defer check.Stop()
+	var absolute <-chan time.Time
+	if !rl.absolute.IsZero() {
+		t := time.NewTimer(rl.absolute.Sub(rl.p.cfg.Now()))
+		defer t.Stop()
+		absolute = t.C
+	}
+	touched := rl.p.cfg.Now()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-absolute:
+			rl.stop(endSessionExpired)
+			return
+		case <-check.C:
+		}
+
+		now := rl.p.cfg.Now()
+		var err error
+		if now.Sub(touched) >= sessionTouchEvery && rl.used.CompareAndSwap(true, false) {
+			if _, err = rl.p.cfg.Sessions.Touch(rl.sessionID); err == nil {
+				touched = now
+			}
+		} else {
+			_, err = rl.p.cfg.Sessions.Get(rl.sessionID)
+		}
+		if err == nil {
+			continue
+		}
+		if e, ended := sessionEnding(err); ended {
+			rl.stop(e)
+			return
+		}
+		rl.p.cfg.Logger.Warn("session_check_failed",
+			"session", session.Fingerprint(rl.sessionID))
+	}
+}
+
+// sessionEnding maps a store error to the relay's ending: a session the store does not
+// know (deleted, or swept after it expired) ended; one it reports expired expired. Any
+// other error is no verdict on the session.
+func sessionEnding(err error) (ending, bool) {
+	switch {
+	case errors.Is(err, session.ErrExpired):
+		return endSessionExpired, true
+	case errors.Is(err, session.ErrNotFound):
+		return endSessionEnded, true
+	}
+	return ending{}, false
 }

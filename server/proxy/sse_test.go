@@ -31,7 +31,7 @@ func TestSSEEachEventArrivesWholeAndAtOnce(t *testing.T) {
 	gotFirst := make(chan struct{})
 	halfSent := make(chan struct{})
 	checkedHalf := make(chan struct{})
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		f := w.(http.Flusher)
 		_, _ = io.WriteString(w, chunkEvent)
@@ -48,9 +48,9 @@ func TestSSEEachEventArrivesWholeAndAtOnce(t *testing.T) {
 			return
 		}
 		_, _ = io.WriteString(w, doneEvent[20:])
-	}
+	})
 
-	resp, err := http.DefaultClient.Do(h.sseRequest())
+	resp, err := h.client.Do(h.sseRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,17 +75,17 @@ func TestSSEEachEventArrivesWholeAndAtOnce(t *testing.T) {
 	}
 
 	up := h.upstreamSaw()
-	if len(up) != 1 || up[0].path != "/tts/sse" || up[0].header.Get("Accept") != "text/event-stream" {
+	if len(up) != 1 || up[0].Path != "/tts/sse" || up[0].Header.Get("Accept") != "text/event-stream" {
 		t.Errorf("upstream saw %+v", up)
 	}
 }
 
 func TestSSEUpstreamErrorEventPassesThrough(t *testing.T) {
 	h := newHarness(t, nil)
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, chunkEvent+errorEvent)
-	}
+	})
 	resp, body := h.do(h.sseRequest())
 	if resp.StatusCode != 200 || body != chunkEvent+errorEvent {
 		t.Errorf("got %d %q, want the chunk and error events unchanged", resp.StatusCode, body)
@@ -94,13 +94,13 @@ func TestSSEUpstreamErrorEventPassesThrough(t *testing.T) {
 
 func TestSSEUpstreamDyingMidStreamTruncatesTheResponse(t *testing.T) {
 	h := newHarness(t, nil)
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, chunkEvent+"event: chunk\ndata: {\"ty")
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler)
-	}
-	resp, err := http.DefaultClient.Do(h.sseRequest())
+	})
+	resp, err := h.client.Do(h.sseRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,11 +116,11 @@ func TestSSEUpstreamDyingMidStreamTruncatesTheResponse(t *testing.T) {
 
 func TestSSEOversizeEventAbortsTheStream(t *testing.T) {
 	h := newHarness(t, nil)
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		_, _ = io.WriteString(w, chunkEvent+"data: "+strings.Repeat("A", 1<<20)+"\n\n")
-	}
-	resp, err := http.DefaultClient.Do(h.sseRequest())
+	})
+	resp, err := h.client.Do(h.sseRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +133,11 @@ func TestSSEOversizeEventAbortsTheStream(t *testing.T) {
 
 func TestSSEUpstreamRefusalIsJSON(t *testing.T) {
 	h := newHarness(t, nil)
-	h.answer = func(w http.ResponseWriter, _ *http.Request) {
+	h.answer(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error_code":"x","title":"Bad","message":"raw only"}`)
-	}
+	})
 	resp, body := h.do(h.sseRequest())
 	if resp.StatusCode != 400 || errorCode(t, body).Code != "upstream_error" {
 		t.Errorf("got %d %s, want 400 upstream_error", resp.StatusCode, body)

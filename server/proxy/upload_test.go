@@ -1,13 +1,11 @@
 package proxy_test
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/textproto"
 	"os"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/voxgate/voxgate/server/proxy"
-	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
 
@@ -78,15 +75,13 @@ type upstreamCounter struct{ requests, bytes atomic.Int64 }
 
 func (h *harness) countUpstream() *upstreamCounter {
 	u := &upstreamCounter{}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.raw = func(w http.ResponseWriter, r *http.Request) {
+	h.answerUnread(func(w http.ResponseWriter, r *http.Request) {
 		u.requests.Add(1)
 		n, _ := io.Copy(io.Discard, r.Body)
 		u.bytes.Add(n)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"type":"transcript","text":"ok"}`)
-	}
+	})
 	return u
 }
 
@@ -136,14 +131,14 @@ func TestUploadReachesUpstreamOnlyWholeAndReEncoded(t *testing.T) {
 		rawQuery string
 	}
 	got := make(chan received, 1)
-	h.raw = func(w http.ResponseWriter, r *http.Request) {
+	h.answerUnread(func(w http.ResponseWriter, r *http.Request) {
 		called <- struct{}{}
 		b, _ := io.ReadAll(r.Body)
 		got <- received{r.ContentLength, len(r.TransferEncoding) > 0,
 			r.Header.Get("Content-Type"), b, r.URL.RawQuery}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"type":"transcript","text":"hello"}`)
-	}
+	})
 
 	// A form as a client might send it: an extra part header, and a file larger than
 	// the in-memory spool.
@@ -236,9 +231,9 @@ func TestUploadReachesUpstreamOnlyWholeAndReEncoded(t *testing.T) {
 	checkSpoolGone(t, h, dir)
 
 	seen := h.upstreamSaw()[0]
-	if seen.header.Get("Authorization") != "Bearer "+upstreamToken ||
-		seen.header.Get("Cookie") != "" || seen.header.Get("X-Csrf") != "" {
-		t.Errorf("upstream headers %v", seen.header)
+	if seen.Header.Get("Authorization") != "Bearer "+upstreamToken ||
+		seen.Header.Get("Cookie") != "" || seen.Header.Get("X-Csrf") != "" {
+		t.Errorf("upstream headers %v", seen.Header)
 	}
 }
 
@@ -287,26 +282,13 @@ func TestUploadOverTheCapNeverReachesUpstream(t *testing.T) {
 func TestUploadDeclaredOverTheCapIsRefusedUpFront(t *testing.T) {
 	h := newHarness(t, nil)
 	up := h.countUpstream()
-	conn, err := net.Dial("tcp", h.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := h.rawPost("/cartesia/stt", token.STT, fmt.Sprintf(
+		"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n",
+		proxy.UploadLimit+1), "--b\r\n")
 
-	tok := h.tokenCookie(token.STT, time.Minute)
-	fmt.Fprintf(conn, "POST /cartesia/stt HTTP/1.1\r\nHost: x\r\n"+
-		"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n"+
-		"Cookie: %s=%s; %s=%s\r\n\r\n--b\r\n", proxy.UploadLimit+1,
-		session.CookieName, h.sess.ID, tok.Name, tok.Value)
-
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
+	resp, b := h.readRaw(conn, http.MethodPost, "/cartesia/stt")
 	if resp.StatusCode != http.StatusRequestEntityTooLarge ||
-		errorCode(t, string(b)).Code != "body_too_large" {
+		errorCode(t, b).Code != "body_too_large" {
 		t.Errorf("got %d %s, want 413 body_too_large", resp.StatusCode, b)
 	}
 	up.sawNothing(t)
@@ -474,15 +456,9 @@ func TestUploadSpoolIsReleasedOnEveryPath(t *testing.T) {
 	t.Run("client gone mid-upload", func(t *testing.T) {
 		h, dir := spoolHarness(t, nil)
 		up := h.countUpstream()
-		conn, err := net.Dial("tcp", h.front.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok := h.tokenCookie(token.STT, time.Minute)
-		fmt.Fprintf(conn, "POST /cartesia/stt HTTP/1.1\r\nHost: x\r\n"+
-			"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n"+
-			"Cookie: %s=%s; %s=%s\r\n\r\n--b\r\nContent-Disposition: form-data; "+
-			"name=\"file\"\r\n\r\n", 1<<20, session.CookieName, h.sess.ID, tok.Name, tok.Value)
+		conn := h.rawPost("/cartesia/stt", token.STT, fmt.Sprintf(
+			"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: %d\r\n", 1<<20),
+			"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n")
 		_, _ = conn.Write(make([]byte, 400<<10))
 		waitFor(t, "the upload to reach the disk", func() bool { return h.proxy.SpoolFiles() == 1 })
 		_ = conn.Close()
@@ -492,15 +468,15 @@ func TestUploadSpoolIsReleasedOnEveryPath(t *testing.T) {
 
 	t.Run("relay aborted after forwarding", func(t *testing.T) {
 		h, dir := spoolHarness(t, nil)
-		h.raw = func(w http.ResponseWriter, r *http.Request) {
+		h.answerUnread(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.Copy(io.Discard, r.Body)
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"type":"transcript",`)
 			w.(http.Flusher).Flush()
 			panic(http.ErrAbortHandler)
-		}
+		})
 		body, ctype := pageForm(t, make([]byte, 300<<10), "model", "ink-whisper")
-		resp, err := http.DefaultClient.Do(h.uploadRequest("/cartesia/stt", ctype,
+		resp, err := h.client.Do(h.uploadRequest("/cartesia/stt", ctype,
 			bytes.NewReader(body), int64(len(body))))
 		if err != nil {
 			t.Fatal(err)
@@ -535,17 +511,9 @@ func TestSlowUploadIsStillBounded(t *testing.T) {
 				c.BodyTimeout, c.UploadTimeout = tt.pause, tt.upload
 			})
 			up := h.countUpstream()
-			conn, err := net.Dial("tcp", h.front.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-
-			tok := h.tokenCookie(token.STT, time.Minute)
-			fmt.Fprintf(conn, "POST /cartesia/stt HTTP/1.1\r\nHost: x\r\n"+
-				"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n"+
-				"Cookie: %s=%s; %s=%s\r\n\r\n--b\r\nContent-Disposition: form-data; "+
-				"name=\"file\"\r\n\r\nRIFF", session.CookieName, h.sess.ID, tok.Name, tok.Value)
+			conn := h.rawPost("/cartesia/stt", token.STT,
+				"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n",
+				"--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nRIFF")
 			stop := make(chan struct{})
 			defer close(stop)
 			if tt.trickle {
@@ -565,14 +533,9 @@ func TestSlowUploadIsStillBounded(t *testing.T) {
 				}()
 			}
 
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
+			resp, b := h.readRaw(conn, http.MethodPost, "/cartesia/stt")
 			if resp.StatusCode != http.StatusRequestTimeout ||
-				errorCode(t, string(b)).Code != "request_timeout" {
+				errorCode(t, b).Code != "request_timeout" {
 				t.Errorf("got %d %s, want 408 request_timeout", resp.StatusCode, b)
 			}
 			up.sawNothing(t)
@@ -622,7 +585,7 @@ func TestUploadSpoolCaps(t *testing.T) {
 		pr, pw := io.Pipe()
 		done := make(chan int, 1)
 		go func() {
-			resp, err := http.DefaultClient.Do(h.uploadRequest("/cartesia/stt", firstType, pr,
+			resp, err := h.client.Do(h.uploadRequest("/cartesia/stt", firstType, pr,
 				int64(len(first))))
 			if err != nil {
 				done <- -1
@@ -662,20 +625,20 @@ func TestUploadSpoolCaps(t *testing.T) {
 
 func TestUploadToTheOpenAIRouteDropsTheQuery(t *testing.T) {
 	h := newHarness(t, nil)
-	h.raw = func(w http.ResponseWriter, r *http.Request) {
+	h.answerUnread(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		_, _ = io.WriteString(w, `{"error_code":"bad_file","title":"Bad","message":"no audio"}`)
-	}
+	})
 	body, ctype := pageForm(t, []byte("RIFF"), "model", "ink-whisper")
 	resp, got := h.do(h.uploadRequest("/cartesia/audio/transcriptions?encoding=x&api_key=y",
 		ctype, bytes.NewReader(body), int64(len(body))))
 	if resp.StatusCode != 422 || errorCode(t, got).Code != "upstream_error" {
 		t.Errorf("got %d %s, want the upstream's 422 as upstream_error", resp.StatusCode, got)
 	}
-	if up := h.upstreamSaw(); len(up) != 1 || up[0].path != "/audio/transcriptions" ||
-		up[0].rawQuery != "" {
+	if up := h.upstreamSaw(); len(up) != 1 || up[0].Path != "/audio/transcriptions" ||
+		up[0].RawQuery != "" {
 		t.Errorf("upstream saw %+v", up)
 	}
 }

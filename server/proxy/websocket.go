@@ -41,6 +41,11 @@ type WebSocketLimits struct {
 	PingTimeout  time.Duration
 	// Idle closes a relay on which no message went either way for this long.
 	Idle time.Duration
+	// SessionCheck is how often an open relay looks its session up again in the store.
+	// A session that is gone (deleted, say by a sign-out on another replica) or expired
+	// ends the relay with 1008 "session ended". The same check records relayed traffic
+	// as use of the session (see relay.watchSession).
+	SessionCheck time.Duration
 }
 
 // Defaults for WebSocketLimits.
@@ -69,6 +74,10 @@ const (
 	// DefaultWSIdle is a backstop beyond every idle limit Cartesia documents (20 s STT,
 	// 3 min agents, 5 min TTS), which close with their own reasons first.
 	DefaultWSIdle = 10 * time.Minute
+	// DefaultSessionCheck bounds how long a socket outlives its session's idle expiry, or
+	// a deletion the proxy was not told of, at one store lookup per socket per check.
+	// The absolute deadline needs no lookup: it is known when the socket opens.
+	DefaultSessionCheck = 30 * time.Second
 )
 
 // retryAfterCap is the Retry-After sent with a refused socket: the cap frees a slot only
@@ -87,6 +96,7 @@ func (l WebSocketLimits) withDefaults() WebSocketLimits {
 	orDefault(&l.PingInterval, DefaultPingInterval)
 	orDefault(&l.PingTimeout, DefaultPingTimeout)
 	orDefault(&l.Idle, DefaultWSIdle)
+	orDefault(&l.SessionCheck, DefaultSessionCheck)
 	return l
 }
 
@@ -152,23 +162,27 @@ func (c *call) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	c.status = http.StatusSwitchingProtocols
 
-	c.relay(sess.ID, client, up)
+	c.relay(sess, client, up)
 }
 
-// checkOrigin admits an upgrade only from the page's own origin: the Origin header must
-// be present, single and equal to the configured origin byte for byte, and Fetch
-// Metadata, when the browser sends it, must say same-origin and websocket.
+// checkOrigin admits an upgrade only from the page's own origin or one of the extra
+// origins: the Origin header must be present, single and equal to one of them byte for
+// byte, and Fetch Metadata, when the browser sends it, must say websocket and
+// same-origin (same-site too for an extra origin, a sibling subdomain).
 // coder/websocket's own check would admit a missing Origin and any scheme or port on
 // the right host; this one runs first.
 func (c *call) checkOrigin(w http.ResponseWriter, r *http.Request) bool {
 	check := ""
 	origins := r.Header.Values("Origin")
+	own := len(origins) == 1 && c.p.cfg.Origin != "" && origins[0] == c.p.cfg.Origin
+	extra := len(origins) == 1 && c.p.extraOrigins[origins[0]]
+	site := r.Header.Get("Sec-Fetch-Site")
 	switch {
 	case len(origins) == 0:
 		check = "origin_missing"
-	case len(origins) > 1 || c.p.cfg.Origin == "" || origins[0] != c.p.cfg.Origin:
+	case !own && !extra:
 		check = "origin_mismatch"
-	case r.Header.Get("Sec-Fetch-Site") != "" && r.Header.Get("Sec-Fetch-Site") != "same-origin":
+	case site != "" && site != "same-origin" && !(extra && site == "same-site"):
 		check = "sec_fetch_site"
 	case r.Header.Get("Sec-Fetch-Mode") != "" && r.Header.Get("Sec-Fetch-Mode") != "websocket":
 		check = "sec_fetch_mode"
@@ -333,19 +347,21 @@ func (c *call) relayRefusal(w http.ResponseWriter, resp *http.Response) {
 }
 
 // relay runs the two connections as a pair until either ends, files the relay under the
-// session so that sign-out can end it, and records how it ended.
-func (c *call) relay(sessionID string, client, up *websocket.Conn) {
+// session so that sign-out can end it, has it watch the session for expiry, and records
+// how it ended.
+func (c *call) relay(sess session.Session, client, up *websocket.Conn) {
 	client.SetReadLimit(c.p.cfg.WebSocket.ClientReadLimit)
 	rl := newRelay(c.p, client, up, c.secret)
+	rl.watch(sess)
 
-	c.p.streams.track(sessionID, rl)
-	defer c.p.streams.untrack(sessionID, rl)
+	c.p.streams.track(sess.ID, rl)
+	defer c.p.streams.untrack(sess.ID, rl)
 
 	// A sign-out between the session check and track would have missed this relay;
 	// look again now that EndSession can find it.
-	if _, err := c.p.cfg.Sessions.Get(sessionID); errors.Is(err, session.ErrNotFound) ||
-		errors.Is(err, session.ErrExpired) {
-		rl.stop(endSessionEnded)
+	_, err := c.p.cfg.Sessions.Get(sess.ID)
+	if e, ended := sessionEnding(err); ended {
+		rl.stop(e)
 	}
 
 	end := rl.run()

@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/voxgate/voxgate/server/proxy"
 	"github.com/voxgate/voxgate/server/seal"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/session"
 	"github.com/voxgate/voxgate/server/token"
 )
@@ -45,9 +45,7 @@ type wsUpstream struct {
 
 func (h *harness) wsUpstream(serve func(ctx context.Context, c *websocket.Conn) error) *wsUpstream {
 	u := &wsUpstream{ends: make(chan closed, 64)}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.raw = func(w http.ResponseWriter, r *http.Request) {
+	h.answerUnread(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
 			return
@@ -58,7 +56,7 @@ func (h *harness) wsUpstream(serve func(ctx context.Context, c *websocket.Conn) 
 		case u.ends <- closeOf(serve(context.Background(), c)):
 		default: // nobody is counting (the goroutine leak test opens many)
 		}
-	}
+	})
 	return u
 }
 
@@ -112,7 +110,7 @@ func (h *harness) dialWS(path string, hdr http.Header, cookies ...*http.Cookie) 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return websocket.Dial(ctx, "ws"+strings.TrimPrefix(h.front.URL, "http")+path,
-		&websocket.DialOptions{HTTPHeader: hdr})
+		&websocket.DialOptions{HTTPHeader: hdr, HTTPClient: h.client})
 }
 
 // mustDialWS opens a socket that must succeed, closed when the test ends.
@@ -252,27 +250,27 @@ func TestWebSocketRelaysEachRouteBothWays(t *testing.T) {
 
 // checkHandshake is security item 34: the token in a header and nowhere else, only the
 // allowlisted query, nothing of the client's credentials or extensions.
-func checkHandshake(t *testing.T, got seen, path, query string) {
+func checkHandshake(t *testing.T, got sectest.Request, path, query string) {
 	t.Helper()
-	if got.method != http.MethodGet || got.path != path || got.rawQuery != query {
-		t.Errorf("upstream handshake %s %s?%s, want GET %s?%s", got.method, got.path,
-			got.rawQuery, path, query)
+	if got.Method != http.MethodGet || got.Path != path || got.RawQuery != query {
+		t.Errorf("upstream handshake %s %s?%s, want GET %s?%s", got.Method, got.Path,
+			got.RawQuery, path, query)
 	}
-	if a := got.header.Values("Authorization"); len(a) != 1 || a[0] != "Bearer "+upstreamToken {
+	if a := got.Header.Values("Authorization"); len(a) != 1 || a[0] != "Bearer "+upstreamToken {
 		t.Errorf("upstream Authorization %q", a)
 	}
-	if v := got.header.Get("Cartesia-Version"); v != "2026-03-01" {
+	if v := got.Header.Get("Cartesia-Version"); v != "2026-03-01" {
 		t.Errorf("upstream Cartesia-Version %q", v)
 	}
 	for _, name := range []string{"Cookie", "Origin", "Sec-WebSocket-Protocol",
 		"Sec-WebSocket-Extensions", "X-Forwarded-For"} {
-		if v := got.header.Values(name); len(v) > 0 {
+		if v := got.Header.Values(name); len(v) > 0 {
 			t.Errorf("upstream handshake carried %s: %q", name, v)
 		}
 	}
 	for _, bad := range []string{"access_token", "api_key", "cartesia_version", "ctok_"} {
-		if strings.Contains(got.rawQuery, bad) {
-			t.Errorf("upstream query %q contains %s", got.rawQuery, bad)
+		if strings.Contains(got.RawQuery, bad) {
+			t.Errorf("upstream query %q contains %s", got.RawQuery, bad)
 		}
 	}
 }
@@ -559,14 +557,14 @@ func TestWebSocketUpstreamRefusalBecomesJSONBeforeUpgrade(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
 			h := newHarness(t, nil)
-			h.raw = func(w http.ResponseWriter, _ *http.Request) {
+			h.answerUnread(func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				if tt.retryAfter != "" {
 					w.Header().Set("Retry-After", tt.retryAfter)
 				}
 				w.WriteHeader(tt.status)
 				_, _ = io.WriteString(w, `{"error_code":"x","title":"Refused","message":"no"}`)
-			}
+			})
 			_, resp, err := h.dialWS("/cartesia/tts/websocket", nil, h.sessionCookie(),
 				h.tokenCookie(token.TTS, time.Minute))
 			status, code := refusal(t, resp, err)
@@ -596,7 +594,7 @@ func TestWebSocketUpstreamRefusalBecomesJSONBeforeUpgrade(t *testing.T) {
 		h := newHarness(t, func(c *proxy.Config) {
 			c.WebSocket.DialTimeout = 100 * time.Millisecond
 		})
-		h.raw = func(http.ResponseWriter, *http.Request) { <-release }
+		h.answerUnread(func(http.ResponseWriter, *http.Request) { <-release })
 		defer close(release)
 		status, code := h.refused("/cartesia/tts/websocket", nil,
 			h.sessionCookie(), h.tokenCookie(token.TTS, time.Minute))
@@ -697,13 +695,13 @@ func TestWebSocketOpenedForADeletedSessionIsEnded(t *testing.T) {
 	// A slow upstream handshake gives sign-out time to happen between the checks and
 	// the relay's registration.
 	signedOut := make(chan struct{})
-	h.raw = func(w http.ResponseWriter, r *http.Request) {
+	h.answerUnread(func(w http.ResponseWriter, r *http.Request) {
 		<-signedOut
 		c, err := websocket.Accept(w, r, nil)
 		if err == nil {
 			_ = echo(context.Background(), c)
 		}
-	}
+	})
 	done := make(chan closed, 1)
 	go func() {
 		c, _, err := h.dialWS("/cartesia/tts/websocket", nil, h.sessionCookie(),
@@ -907,16 +905,7 @@ func TestWebSocketLogsOneEventPerStream(t *testing.T) {
 	waitFor(t, "the relay to end", func() bool { return h.proxy.OpenWebSockets() == 0 })
 	waitFor(t, "the log event", func() bool { return strings.Contains(h.logText(), `"status":101`) })
 
-	var events []map[string]any
-	for line := range strings.SplitSeq(strings.TrimSpace(h.logText()), "\n") {
-		var e map[string]any
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatal(err)
-		}
-		if e["msg"] == "proxy" {
-			events = append(events, e)
-		}
-	}
+	events := h.logs.Events(t, "proxy")
 	if len(events) != 1 {
 		t.Fatalf("%d proxy events, want 1", len(events))
 	}
@@ -961,17 +950,9 @@ func (h *harness) agentSession(name string, agents []string) []*http.Cookie {
 func (h *harness) agentForbiddenEvents() []string {
 	h.t.Helper()
 	var ids []string
-	for line := range strings.SplitSeq(strings.TrimSpace(h.logText()), "\n") {
-		if line == "" {
-			continue
-		}
-		var ev struct{ Msg, Reason, Agent, User string }
-		if err := json.Unmarshal([]byte(line), &ev); err != nil {
-			h.t.Fatalf("log line %q: %v", line, err)
-		}
-		if ev.Msg == "security_rejected" && ev.Reason == "agent_forbidden" {
-			ids = append(ids, ev.User+"/"+ev.Agent)
-		}
+	for _, ev := range h.logs.Matching(h.t, "security_rejected",
+		map[string]string{"reason": "agent_forbidden"}) {
+		ids = append(ids, ev.Str("user")+"/"+ev.Str("agent"))
 	}
 	return ids
 }

@@ -3,6 +3,7 @@ package sectest
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -54,6 +55,18 @@ func (c *Checks) Verify(t testing.TB) {
 	if c.Evil != nil && c.Evil.Connections() != 0 {
 		t.Errorf("G4: the evil listener accepted %d connection(s)", c.Evil.Connections())
 	}
+}
+
+// CheckAnswer asserts G1 for one answer a handler wrote to rec in process and the log
+// text it caused: for a fuzz target, which checks each input on its own and keeps
+// nothing between inputs (see LogSink.Take).
+func CheckAnswer(t testing.TB, method, path string, rec *httptest.ResponseRecorder,
+	logs string) {
+	t.Helper()
+	sink, answers := &LogSink{}, &Recorder{}
+	_, _ = sink.Write([]byte(logs))
+	answers.Note(method, path, rec.Code, rec.Header(), rec.Body.Bytes())
+	(&Checks{Logs: sink, Responses: answers}).Verify(t)
 }
 
 // secret is text that must not appear, with how to name it in a failure.

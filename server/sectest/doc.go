@@ -13,6 +13,9 @@
 //   - G3: the fake saw only (method, path) pairs from the allowlist the test passes.
 //   - G4: the evil listener accepted no connection.
 //
+// A fuzz target, which keeps nothing from one input to the next, checks each input with
+// CheckAnswer and forgets with LogSink.Take and FakeCartesia.Take.
+//
 // Everything listens on 127.0.0.1 and everything is torn down with the test. The package
 // imports nothing from this module, so any package's tests (internal ones included) can
 // use it without an import cycle.

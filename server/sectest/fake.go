@@ -243,6 +243,17 @@ func (f *FakeCartesia) Requests() []Request {
 	return append([]Request(nil), f.requests...)
 }
 
+// Take returns the requests received since the last Take (or since the start) and
+// forgets them: for a fuzz target, which checks each input's requests on its own and
+// would otherwise keep every request of a long run. Checks sees only what is not taken.
+func (f *FakeCartesia) Take() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.requests
+	f.requests = nil
+	return out
+}
+
 // RequestsTo returns the requests that match route ("METHOD /path", {name} matching one
 // path segment).
 func (f *FakeCartesia) RequestsTo(route string) []Request {
@@ -433,6 +444,10 @@ func cartesiaError(w http.ResponseWriter, status int, code, title, message strin
 // wavHeader is the start of a 24 kHz mono 16-bit WAV file, enough for a plausible answer.
 var wavHeader = []byte("RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00" +
 	"\xc0\x5d\x00\x00\x80\xbb\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00")
+
+// Audio returns a copy of the WAV bytes the fake answers POST /tts/bytes with, for tests
+// that check a relay passes them on unchanged.
+func Audio() []byte { return bytes.Clone(wavHeader) }
 
 func ttsBytes(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "audio/wav")

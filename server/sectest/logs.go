@@ -30,6 +30,17 @@ func (s *LogSink) String() string {
 	return s.buf.String()
 }
 
+// Take returns everything written since the last Take (or since the start) and forgets
+// it: for a fuzz target, which checks each input's lines on their own and would
+// otherwise keep every line of a long run.
+func (s *LogSink) Take() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.buf.String()
+	s.buf.Reset()
+	return out
+}
+
 // Logger returns a JSON logger that writes to the sink, at every level from Debug up.
 func (s *LogSink) Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))

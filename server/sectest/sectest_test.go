@@ -1,12 +1,14 @@
 package sectest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
@@ -410,6 +412,86 @@ func TestClockMovesOnlyWhenAdvanced(t *testing.T) {
 	c.Advance(time.Minute)
 	if !c.Now().Equal(start.Add(time.Minute)) {
 		t.Errorf("Now %v after a minute", c.Now())
+	}
+}
+
+func TestAudioIsWhatTheFakeAnswers(t *testing.T) {
+	f := sectest.NewPlainFakeCartesia(t)
+	tok := f.Issue("tts")
+	status, body := call(t, f, "POST", "/tts/bytes", "Bearer "+tok, "{}")
+	if status != 200 || body != string(sectest.Audio()) || !bytes.HasPrefix(sectest.Audio(),
+		[]byte("RIFF")) {
+		t.Errorf("tts/bytes answered %d %q, Audio is %q", status, body, sectest.Audio())
+	}
+	a := sectest.Audio()
+	a[0] = 'X'
+	if sectest.Audio()[0] != 'R' {
+		t.Error("Audio hands out the fake's own bytes")
+	}
+}
+
+// TestTakeForgetsWhatItReturns: both Takes return what came since the last one, and
+// the fake's Take leaves nothing for Requests or the checks.
+func TestTakeForgetsWhatItReturns(t *testing.T) {
+	logs := &sectest.LogSink{}
+	logs.Logger().Info("one")
+	if got := logs.Take(); !strings.Contains(got, `"msg":"one"`) {
+		t.Errorf("first Take %q", got)
+	}
+	logs.Logger().Info("two")
+	if got := logs.Take(); strings.Contains(got, "one") || !strings.Contains(got, "two") {
+		t.Errorf("second Take %q", got)
+	}
+	if logs.String() != "" || logs.Take() != "" {
+		t.Errorf("the sink kept %q", logs.String())
+	}
+
+	f := sectest.NewFakeCartesia(t)
+	call(t, f, "GET", "/voices", "", "")
+	if got := f.Take(); len(got) != 1 || got[0].Path != "/voices" {
+		t.Errorf("first Take %+v", got)
+	}
+	call(t, f, "POST", "/tts/sse", "", "{}")
+	if got := f.Take(); len(got) != 1 || got[0].Path != "/tts/sse" {
+		t.Errorf("second Take %+v", got)
+	}
+	s := &spy{TB: t}
+	(&sectest.Checks{Fake: f}).Verify(s)
+	if len(f.Requests()) != 0 || len(s.errs) != 0 {
+		t.Errorf("after Take: %d requests, failures %s", len(f.Requests()), s.failures())
+	}
+}
+
+func TestCheckAnswerIsG1ForOneAnswer(t *testing.T) {
+	clean := httptest.NewRecorder()
+	clean.Header().Set("Set-Cookie", "__Host-Http-vg_tts=v1.sealed-value-0123456789; Path=/")
+	clean.WriteHeader(200)
+	_, _ = clean.WriteString(`{"grant":"tts"}`)
+	s := &spy{TB: t}
+	sectest.CheckAnswer(s, "POST", "/api/token", clean, `{"msg":"token_minted"}`+"\n")
+	if len(s.errs) != 0 {
+		t.Errorf("a clean answer failed:\n%s", s.failures())
+	}
+
+	tests := []struct {
+		name, body, logs, want string
+	}{
+		{"token in the body", `{"t":"` + sectest.TokenPrefix + `3"}`, "",
+			"G1: the body of the 200 answer to POST /api/token contains an access token"},
+		{"key in the log", "{}", `{"key":"` + sectest.CanaryKey + `"}`,
+			"G1: log line 1 contains the API key"},
+		{"cookie value in the log", "{}", `{"c":"v1.sealed-value-0123456789"}`,
+			"G1: log line 1 contains the value of cookie __Host-Http-vg_tts"},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		rec.Header().Set("Set-Cookie", "__Host-Http-vg_tts=v1.sealed-value-0123456789; Path=/")
+		_, _ = rec.WriteString(tt.body)
+		s := &spy{TB: t}
+		sectest.CheckAnswer(s, "POST", "/api/token", rec, tt.logs)
+		if !strings.Contains(s.failures(), tt.want) {
+			t.Errorf("%s: failures %q, want one containing %q", tt.name, s.failures(), tt.want)
+		}
 	}
 }
 

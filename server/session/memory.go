@@ -17,7 +17,11 @@ const DefaultMaxSessions = 100_000
 
 // MemoryConfig configures a Memory store. Zero values take the defaults.
 type MemoryConfig struct {
-	Idle        time.Duration
+	// Idle ends a session unused for this long. A proxied WebSocket that carries
+	// messages counts as use: the proxy touches its session at most once a minute, at a
+	// look-up every 30 s, so an Idle under two minutes could end a live call.
+	Idle time.Duration
+	// Absolute ends every session this long after sign-in.
 	Absolute    time.Duration
 	MaxSessions int
 	Now         func() time.Time

@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +48,9 @@ type config struct {
 	DirectMintRate int
 	// CORSOrigins are the exact origins whose pages may call the API with credentials.
 	CORSOrigins []string
+	// SpoolDir is where uploads are spooled while they are checked; empty means the
+	// system temp directory. start checks it (see checkSpoolDir).
+	SpoolDir string
 
 	// TLSCertFile and TLSKeyFile, both set, make the server speak https itself (PEM files);
 	// PUBLIC_ORIGIN then defaults to https://<bound address>.
@@ -142,6 +147,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	corsOrigins := fs.String("cors-origins", env("CORS_ORIGINS", ""),
 		"comma-separated exact origins whose pages may call the API with credentials; "+
 			"empty: no CORS (env CORS_ORIGINS)")
+	fs.StringVar(&c.SpoolDir, "spool-dir", env("SPOOL_DIR", ""),
+		"existing directory for spooling uploads while they are checked; "+
+			"empty: the system temp directory (env SPOOL_DIR)")
 
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -241,6 +249,36 @@ func parseCORSOrigins(list string) ([]string, error) {
 		origins = append(origins, item)
 	}
 	return origins, nil
+}
+
+// checkSpoolDir makes sure SPOOL_DIR names a directory the server can create files in,
+// so that a typo or a read-only mount fails the start rather than every upload over the
+// in-memory threshold. Empty (the system temp directory) is not checked. The probe file
+// is removed at once.
+func checkSpoolDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("SPOOL_DIR %q does not exist", dir)
+	case err != nil:
+		return fmt.Errorf("SPOOL_DIR %q: %w", dir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("SPOOL_DIR %q is not a directory", dir)
+	}
+
+	f, err := os.CreateTemp(dir, "voxgate-probe-*")
+	if err != nil {
+		return fmt.Errorf("SPOOL_DIR %q is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	err = errors.Join(f.Close(), os.Remove(name))
+	if err != nil {
+		return fmt.Errorf("SPOOL_DIR %q: remove the probe file: %w", dir, err)
+	}
+	return nil
 }
 
 // servesTLS reports whether the server terminates TLS itself.

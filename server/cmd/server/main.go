@@ -99,6 +99,9 @@ func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, e
 	if err := checkExposure(cfg.Addr, cfg.PublicOrigin, cfg.servesTLS()); err != nil {
 		return nil, err
 	}
+	if err := checkSpoolDir(cfg.SpoolDir); err != nil {
+		return nil, err
+	}
 	var tlsConfig *tls.Config
 	if cfg.servesTLS() {
 		c, err := loadTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -226,6 +229,7 @@ func compose(cfg config, a *app, upstream, kind string, logger *slog.Logger) (ht
 		DirectTokenTTL:  time.Duration(cfg.DirectTokenTTL) * time.Second,
 		DirectMintLimit: mintLimit(cfg.DirectMintRate),
 		CORSOrigins:     cfg.CORSOrigins,
+		SpoolDir:        cfg.SpoolDir,
 		Static:          web.Files,
 		Logger:          logger,
 	})

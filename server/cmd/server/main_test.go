@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -25,10 +24,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/voxgate/voxgate/scripts/testca"
+	"github.com/voxgate/voxgate/server/proxy"
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/token"
 )
-
-const canaryKey = "sk_car_CANARY_main_77aa"
 
 func init() { bcryptCost = bcrypt.MinCost }
 
@@ -203,7 +202,7 @@ func TestUpstreamMustBeHTTPSUnlessLoopback(t *testing.T) {
 }
 
 func TestConfigRenderingHidesSecrets(t *testing.T) {
-	key, err := token.LoadAPIKey(envOf(map[string]string{token.EnvAPIKey: canaryKey}))
+	key, err := token.LoadAPIKey(envOf(map[string]string{token.EnvAPIKey: sectest.CanaryKey}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,29 +222,29 @@ func TestConfigRenderingHidesSecrets(t *testing.T) {
 	}
 }
 
-// syncBuffer collects output written by concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// recorders holds the Recorder of each server that started runs, by its URL, so that
+// call (and any client given recorded) keeps every answer for G1 without another
+// argument.
+var recorders sync.Map // string -> *sectest.Recorder
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// recorded returns rt, recording through base's Recorder when base is a started server.
+func recorded(base string, rt http.RoundTripper) http.RoundTripper {
+	if r, ok := recorders.Load(base); ok {
+		return r.(*sectest.Recorder).Wrap(rt)
+	}
+	return rt
 }
 
 // started runs the command like a process would and returns the URL from its
-// `listening` log event, as the browser test reads it.
-func started(t *testing.T, env map[string]string) (url string, stdout, stderr *syncBuffer) {
+// `listening` log event, as the browser test reads it, and what it printed. The test
+// then ends with G1 over both outputs and every answer read through call or recorded.
+func started(t *testing.T, env map[string]string) (url string, stdout, stderr *sectest.LogSink) {
 	t.Helper()
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &sectest.LogSink{}, &sectest.LogSink{}
+	rec := &sectest.Recorder{}
+	// Registered before run starts, so that they run after it has returned.
+	sectest.Guard(t, &sectest.Checks{Logs: stderr, Responses: rec})
+	sectest.Guard(t, &sectest.Checks{Logs: stdout})
 	env["ADDR"] = "127.0.0.1:0"
 	env["LOG_FORMAT"] = "json"
 
@@ -256,11 +255,6 @@ func started(t *testing.T, env map[string]string) (url string, stdout, stderr *s
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run returned %v after cancel", err)
-		}
-		for _, out := range []string{stdout.String(), stderr.String()} {
-			if strings.Contains(out, canaryKey) {
-				t.Errorf("the API key was printed: %s", out)
-			}
 		}
 		if strings.Contains(stderr.String(), "CANARYPW") {
 			t.Errorf("the demo password reached the log: %s", stderr.String())
@@ -275,6 +269,8 @@ func started(t *testing.T, env map[string]string) (url string, stdout, stderr *s
 				URL string `json:"url"`
 			}
 			if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "listening" {
+				recorders.Store(e.URL, rec)
+				t.Cleanup(func() { recorders.Delete(e.URL) })
 				return e.URL, stdout, stderr
 			}
 		}
@@ -286,6 +282,30 @@ func started(t *testing.T, env map[string]string) (url string, stdout, stderr *s
 	}
 	t.Fatalf("no listening event:\n%s", stderr.String())
 	return "", nil, nil
+}
+
+// startedWithFake is started with the canary key and a sectest fake Cartesia as the
+// upstream (plain HTTP: run takes only UPSTREAM_URL, and accepts http:// on loopback).
+// The test then also ends with G2-G4 on the fake.
+func startedWithFake(t *testing.T, env map[string]string) (url string, stdout,
+	stderr *sectest.LogSink, fake *sectest.FakeCartesia) {
+	t.Helper()
+	checks := &sectest.Checks{Allowed: upstreamRoutes()}
+	sectest.Guard(t, checks) // first, so that it runs after the fake is closed
+	fake = sectest.NewPlainFakeCartesia(t)
+	checks.Fake, checks.Evil = fake, sectest.NewEvil(t)
+	env[token.EnvAPIKey], env["UPSTREAM_URL"] = sectest.CanaryKey, fake.URL()
+	url, stdout, stderr = started(t, env)
+	return url, stdout, stderr, fake
+}
+
+// upstreamRoutes is G3's allowlist: the mint and every proxy route's upstream.
+func upstreamRoutes() []string {
+	out := []string{sectest.RouteMint}
+	for _, rt := range proxy.Routes() {
+		out = append(out, rt.Method+" "+rt.Upstream)
+	}
+	return out
 }
 
 // call sends a same-origin JSON request the way the page does.
@@ -300,7 +320,7 @@ func call(t *testing.T, base, method, path, body string, cookies []*http.Cookie)
 	for _, c := range cookies {
 		req.AddCookie(c)
 	}
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := recorded(base, http.DefaultTransport).RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,32 +346,23 @@ func signInAndMint(t *testing.T, base string) []*http.Cookie {
 }
 
 func TestServerWithAKeyUsesTheConfiguredUpstream(t *testing.T) {
-	var mu sync.Mutex
-	var auth []string
-	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		auth = append(auth, r.URL.Path+" "+r.Header.Get("Authorization"))
-		mu.Unlock()
-		if r.URL.Path == "/access-token" {
-			_, _ = io.WriteString(w, `{"token":"ctok_main"}`)
-			return
-		}
-		_, _ = io.WriteString(w, "audio")
-	}))
-	defer fake.Close()
-
-	base, stdout, stderr := started(t, map[string]string{
-		token.EnvAPIKey: canaryKey, "UPSTREAM_URL": fake.URL, "DEMO_PASSWORD": "CANARYPW",
-	})
+	base, stdout, stderr, fake := startedWithFake(t, map[string]string{
+		"DEMO_PASSWORD": "CANARYPW"})
 	cookies := signInAndMint(t, base)
 	resp := call(t, base, "POST", "/cartesia/tts/bytes", `{"transcript":"hi"}`, cookies)
-	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "audio" {
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || !bytes.Equal(b, sectest.Audio()) {
 		t.Errorf("proxy: %d %q", resp.StatusCode, b)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	want := []string{"/access-token Bearer " + canaryKey, "/tts/bytes Bearer ctok_main"}
+	tokens := fake.Tokens()
+	if len(tokens) != 1 {
+		t.Fatalf("the fake issued %d tokens, want 1", len(tokens))
+	}
+	var auth []string
+	for _, r := range fake.Requests() {
+		auth = append(auth, r.Path+" "+r.Header.Get("Authorization"))
+	}
+	want := []string{"/access-token Bearer " + sectest.CanaryKey, "/tts/bytes Bearer " + tokens[0]}
 	if !slices.Equal(auth, want) {
 		t.Errorf("upstream saw %q, want %q", auth, want)
 	}
@@ -403,10 +414,10 @@ func TestServerWithACertificateServesHTTPSOnly(t *testing.T) {
 		t.Fatalf("listening url %q is not https://127.0.0.1:port", base)
 	}
 
-	client := &http.Client{Transport: &http.Transport{
+	client := &http.Client{Transport: recorded(base, &http.Transport{
 		TLSClientConfig:   &tls.Config{RootCAs: pool, NextProtos: []string{"h2", "http/1.1"}},
 		ForceAttemptHTTP2: true,
-	}}
+	})}
 	resp, err := client.Get(base + "/api/info")
 	if err != nil {
 		t.Fatalf("https request: %v", err)
@@ -433,11 +444,11 @@ func TestStartRefusals(t *testing.T) {
 		want string
 	}{
 		{"public bind over http", map[string]string{"ADDR": "0.0.0.0:0"}, "PUBLIC_ORIGIN"},
-		{"plain-http remote upstream", map[string]string{token.EnvAPIKey: canaryKey,
+		{"plain-http remote upstream", map[string]string{token.EnvAPIKey: sectest.CanaryKey,
 			"UPSTREAM_URL": "http://api.example", "ADDR": "127.0.0.1:0"}, "loopback"},
 		{"upstream without key", map[string]string{"UPSTREAM_URL": "https://api.example",
 			"ADDR": "127.0.0.1:0"}, "no API key"},
-		{"both key sources", map[string]string{token.EnvAPIKey: canaryKey,
+		{"both key sources", map[string]string{token.EnvAPIKey: sectest.CanaryKey,
 			token.EnvAPIKeyFile: "/nonexistent", "ADDR": "127.0.0.1:0"}, "both"},
 		{"unreadable certificate", map[string]string{"TLS_CERT_FILE": "/nonexistent.pem",
 			"TLS_KEY_FILE": "/nonexistent-key.pem", "ADDR": "127.0.0.1:0"}, "TLS_CERT_FILE"},
@@ -449,7 +460,7 @@ func TestStartRefusals(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("run error %v, want one mentioning %q", err, tt.want)
 			}
-			if strings.Contains(err.Error()+out.String()+errOut.String(), canaryKey) {
+			if strings.Contains(err.Error()+out.String()+errOut.String(), sectest.CanaryKey) {
 				t.Error("the key was printed")
 			}
 		})
@@ -627,7 +638,7 @@ func TestDirectModeEndToEnd(t *testing.T) {
 	pre.Header.Set("Origin", base)
 	pre.Header.Set("Access-Control-Request-Method", "POST")
 	pre.Header.Set("Access-Control-Request-Headers", "authorization,cartesia-version,content-type")
-	presp, err := http.DefaultTransport.RoundTrip(pre)
+	presp, err := recorded(base, http.DefaultTransport).RoundTrip(pre)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -651,7 +662,7 @@ func TestDirectModeEndToEnd(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+minted.Token)
 	req.Header.Set("Cartesia-Version", d.CartesiaVersion)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err = http.DefaultTransport.RoundTrip(req)
+	resp, err = recorded(base, http.DefaultTransport).RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -668,7 +679,8 @@ func TestDirectModeEndToEnd(t *testing.T) {
 	defer cancel()
 	q := url.Values{"access_token": {minted.Token}, "cartesia_version": {d.CartesiaVersion}}
 	conn, _, err := websocket.Dial(ctx, "ws://"+upHost+"/tts/websocket?"+q.Encode(),
-		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {base}}})
+		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {base}},
+			HTTPClient: &http.Client{Transport: recorded(base, http.DefaultTransport)}})
 	if err != nil {
 		t.Fatalf("direct WebSocket: %v", err)
 	}
