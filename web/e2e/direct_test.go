@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/voxgate/voxgate/server/audio"
-	"github.com/voxgate/voxgate/server/tonecode"
 )
 
 // tokenCapture records, through DevTools, the direct-mode tokens the server handed the
@@ -197,26 +194,11 @@ func TestDirectModeStreamsAndUploads(t *testing.T) {
 	}
 
 	p.b.do("open dictate", chromedp.Click(chromedp.ID("tab-dictate")))
-	p.b.do("start the microphone", chromedp.Click(chromedp.ID("dictate-start")))
-	p.b.waitFor("a final transcript",
-		`voxgateDemo.dictate && (voxgateDemo.dictate.error !== null ||
-			voxgateDemo.dictate.finals.some((f) => f !== ""))`, micTimeout)
-	p.b.do("stop", chromedp.Click(chromedp.ID("dictate-stop")))
-	p.waitRecord("dictate", 1, "r.complete", stepTimeout)
-	finals := eval[[]string](p.b, "read finals", "voxgateDemo.dictate.finals.filter((f) => f)")
-	if len(finals) == 0 || finals[0] != said {
+	if finals := p.dictate(); len(finals) == 0 || finals[0] != said {
 		t.Errorf("direct STT finals %q, want %q first", finals, said)
 	}
 
-	samples := append(make([]float32, 8000), tonecode.Encode(typed, 16000)...)
-	wav, err := audio.EncodeWAV(audio.S16LE, 16000, samples)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "speech.wav")
-	if err := os.WriteFile(path, wav, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := speechFile(t, typed)
 	p.b.do("open transcribe", chromedp.Click(chromedp.ID("tab-transcribe")))
 	p.b.do("transcribe a file directly",
 		chromedp.SetUploadFiles(chromedp.ID("transcribe-file"), []string{path}),

@@ -220,20 +220,42 @@ func TestTypeAsYouGoSpeaksTheTypedText(t *testing.T) {
 	p.finish(s, "live")
 }
 
-func TestMicrophoneTranscriptMatchesTheSpokenText(t *testing.T) {
-	t.Parallel()
-	const text = "Hello from the microphone."
-	s := startServer(t)
-	p := openTab(t, s, "dictate", fakeMicrophone(t, text)...)
-
+// dictate runs the Dictate panel (which must be showing) once: start the microphone, wait
+// for a final transcript, stop, and return the non-empty finals.
+func (p *page) dictate() []string {
+	p.t.Helper()
 	p.b.do("start the microphone", chromedp.Click(chromedp.ID("dictate-start")))
 	p.b.waitFor("a final transcript",
 		`voxgateDemo.dictate && (voxgateDemo.dictate.error !== null ||
 			voxgateDemo.dictate.finals.some((f) => f !== ""))`, micTimeout)
 	p.b.do("stop", chromedp.Click(chromedp.ID("dictate-stop")))
 	p.waitRecord("dictate", 1, "r.complete", stepTimeout)
+	return eval[[]string](p.b, "read finals", "voxgateDemo.dictate.finals.filter((f) => f)")
+}
 
-	finals := eval[[]string](p.b, "read finals", "voxgateDemo.dictate.finals.filter((f) => f)")
+// speechFile writes the tone code of text, after half a second of silence, as a 16 kHz WAV
+// file and returns its path.
+func speechFile(t *testing.T, text string) string {
+	t.Helper()
+	samples := append(make([]float32, 8000), tonecode.Encode(text, 16000)...)
+	wav, err := audio.EncodeWAV(audio.S16LE, 16000, samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "speech.wav")
+	if err := os.WriteFile(path, wav, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestMicrophoneTranscriptMatchesTheSpokenText(t *testing.T) {
+	t.Parallel()
+	const text = "Hello from the microphone."
+	s := startServer(t)
+	p := openTab(t, s, "dictate", fakeMicrophone(t, text)...)
+
+	finals := p.dictate()
 	if len(finals) == 0 || finals[0] != text {
 		t.Errorf("final transcripts %q, want the first to be %q", finals, text)
 	}
@@ -285,15 +307,7 @@ func TestFileUploadTranscribesBothRoutes(t *testing.T) {
 	s := startServer(t)
 	p := openTab(t, s, "transcribe")
 
-	samples := append(make([]float32, 8000), tonecode.Encode(text, 16000)...)
-	wav, err := audio.EncodeWAV(audio.S16LE, 16000, samples)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "speech.wav")
-	if err := os.WriteFile(path, wav, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	path := speechFile(t, text)
 	p.b.do("choose the file", chromedp.SetUploadFiles(chromedp.ID("transcribe-file"), []string{path}))
 
 	for run, endpoint := range []string{"stt", "openai"} {
