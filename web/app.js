@@ -459,7 +459,10 @@ async function decodeAudio(context, bytes, format) {
 // directly (direct mode), or nothing when it does not.
 function showDirectOffer(direct) {
   const note = $("direct-note");
-  if (!direct || proxyOnly) {
+  const on = Boolean(direct) && !proxyOnly;
+  for (const node of document.querySelectorAll("[data-direct-only]")) node.hidden = !on;
+  for (const node of document.querySelectorAll("[data-proxy-only]")) node.hidden = on;
+  if (!on) {
     note.hidden = true;
     return;
   }
@@ -576,7 +579,7 @@ function renderTokens() {
     view.lifetime.textContent = state.lifetimeMs ? formatSeconds(state.lifetimeMs / 1000) : "—";
     view.margin.textContent = state.marginMs ? formatSeconds(state.marginMs / 1000) : "—";
     view.refreshes.textContent = String(state.refreshes ?? 0);
-    view.mode.textContent = minted ? (state.direct ? "wasm" : "server") : "—";
+    view.mode.textContent = state.direct ? "wasm" : minted ? "server" : "—";
     view.row.dataset.direct = state.direct ? "true" : "false";
     view.skew.textContent = minted ? formatOffset(state.clockOffsetMs ?? 0) : "—";
     view.error.textContent = state.lastError

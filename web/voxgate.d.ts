@@ -118,8 +118,9 @@ export interface TokenState {
   /** How long the backoff window after a failed refresh stays open; 0 when closed. While
    * open, calls without a live token fail at once with the last error (no request). */
   backoffMs: number;
-  /** The token is a direct-mode token, held in the wasm module's memory (not in the
-   * server's cookie); calls of this grant go straight to the upstream. */
+  /** The grant is in direct mode: its calls go straight to the upstream and its token,
+   * when there is one, is held in the wasm module's memory (not in the server's cookie).
+   * Known from the first `info()` or call on. */
   direct: boolean;
 }
 

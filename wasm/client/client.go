@@ -152,14 +152,27 @@ type Tokens struct {
 	c *Client
 }
 
-// State returns grant's current token state.
+// State returns grant's current token state. Direct is also true before the first token
+// of a grant the server offers direct mode for (once the offer is known).
 func (t Tokens) State(grant string) tracker.State {
-	return t.c.tokens.State(grant)
+	return t.c.withMode(t.c.tokens.State(grant))
 }
 
 // States returns every grant's state: tts, stt, agent, then any other grant used.
 func (t Tokens) States() []tracker.State {
-	return t.c.tokens.States()
+	states := t.c.tokens.States()
+	for i := range states {
+		states[i] = t.c.withMode(states[i])
+	}
+	return states
+}
+
+// withMode marks the state of a direct grant as direct even before its first token.
+func (c *Client) withMode(st tracker.State) tracker.State {
+	if !st.Valid && c.isDirect(st.Grant) {
+		st.Direct = true
+	}
+	return st
 }
 
 // Refresh mints a new token for grant now.
@@ -205,7 +218,7 @@ func (c *Client) refresh(ctx context.Context, grant string) (tracker.Token, erro
 
 // trackerEvent forwards a tracker event to OnEvent.
 func (c *Client) trackerEvent(ev tracker.Event) {
-	out := Event{Type: ev.Type, Grant: ev.Grant, Reason: ev.Reason, State: ev.State}
+	out := Event{Type: ev.Type, Grant: ev.Grant, Reason: ev.Reason, State: c.withMode(ev.State)}
 	if ev.Err != nil {
 		out.Err = AsError(ev.Err, ev.Grant)
 	}

@@ -215,16 +215,17 @@ func decodeUpstreamError(resp *jsx.Response, secret string) *Error {
 		*f = scrub(*f, secret)
 	}
 
-	msg := up.Message
-	if up.Title != "" && msg != "" {
-		msg = up.Title + ": " + msg
-	} else if msg == "" {
-		msg = up.Title
+	// The proxy's wording (token.UpstreamError), so both modes read the same.
+	msg := "upstream answered " + strconv.Itoa(resp.Status)
+	if up.ErrorCode != "" {
+		msg += " (" + up.ErrorCode + ")"
 	}
-	if msg == "" {
-		msg = "HTTP " + strconv.Itoa(resp.Status)
+	for _, part := range []string{up.Title, up.Message} {
+		if part != "" {
+			msg += ": " + part
+		}
 	}
-	return &Error{Code: code, Status: resp.Status, Message: "the upstream answered " + msg,
+	return &Error{Code: code, Status: resp.Status, Message: msg,
 		Upstream: up, RetryAfter: retryAfter(resp)}
 }
 

@@ -245,3 +245,30 @@ func TestDirectSocketOpensOnTheUpstreamWithAFreshToken(t *testing.T) {
 		}
 	}
 }
+
+func TestDirectGrantReportsDirectBeforeItsFirstToken(t *testing.T) {
+	installFetch(t, directServer(audio))
+	c := newClient(t, nil)
+	if _, err := c.Info(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Tokens().State(GrantTTS); st.Valid || !st.Direct {
+		t.Fatalf("tts before a token = %+v, want direct and no token", st)
+	}
+	if st := c.Tokens().State(GrantSTT); st.Direct {
+		t.Fatal("stt reports direct though the server offers only tts")
+	}
+}
+
+func TestDirectErrorReadsLikeTheProxys(t *testing.T) {
+	installFetch(t, directServer(answer{status: 400,
+		body: `{"error_code":"invalid_request","title":"Invalid request","message":"bad voice"}`}))
+	c := newClient(t, nil)
+
+	_, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`))
+	var e *Error
+	if !errors.As(err, &e) ||
+		e.Message != "upstream answered 400 (invalid_request): Invalid request: bad voice" {
+		t.Fatalf("error = %v, want the proxy's wording", err)
+	}
+}
