@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/voxgate/voxgate/server/sectest"
 )
 
 const (
@@ -22,24 +24,6 @@ const (
 
 var uuidV4 = regexp.MustCompile(
 	`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-
-// fakeClock is the emulator's Now in tests: time moves only when a test says so.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // syncBuffer collects log output written from server goroutines.
 type syncBuffer struct {
@@ -64,7 +48,7 @@ type harness struct {
 	t     *testing.T
 	emu   *Emulator
 	srv   *httptest.Server
-	clock *fakeClock
+	clock *sectest.Clock
 	logs  *syncBuffer
 }
 
@@ -72,7 +56,7 @@ func newHarness(t *testing.T, pace float64) *harness {
 	t.Helper()
 	h := &harness{
 		t:     t,
-		clock: &fakeClock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)},
+		clock: sectest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)),
 		logs:  &syncBuffer{},
 	}
 	emu, err := New(Config{

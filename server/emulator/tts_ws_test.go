@@ -18,6 +18,8 @@ import (
 
 	"github.com/voxgate/voxgate/server/audio"
 	"github.com/voxgate/voxgate/server/tonecode"
+
+	"github.com/voxgate/voxgate/server/sectest"
 )
 
 // streamHarness is newHarness with the Config edited first (pace, idle times).
@@ -25,7 +27,7 @@ func streamHarness(t *testing.T, edit func(*Config)) *harness {
 	t.Helper()
 	h := &harness{
 		t:     t,
-		clock: &fakeClock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)},
+		clock: sectest.NewClock(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)),
 		logs:  &syncBuffer{},
 	}
 	cfg := Config{

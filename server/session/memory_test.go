@@ -4,34 +4,16 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/voxgate/voxgate/server/sectest"
 	"github.com/voxgate/voxgate/server/token"
 )
 
-// clock is a fake time source that moves only when told.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newStore(t *testing.T) (*Memory, *clock, User) {
+func newStore(t *testing.T) (*Memory, *sectest.Clock, User) {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)}
+	clk := sectest.NewClock(time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC))
 	m := NewMemory(MemoryConfig{Idle: time.Hour, Absolute: 12 * time.Hour, Now: clk.Now})
 	u := User{Name: "alice", Grants: []token.Grant{token.TTS}, MaxTTL: time.Minute}
 	return m, clk, u
@@ -144,7 +126,7 @@ func TestExpiredSessionsAreSwept(t *testing.T) {
 }
 
 func TestStoreIsBounded(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := sectest.NewClock(time.Now())
 	m := NewMemory(MemoryConfig{MaxSessions: 2, Now: clk.Now})
 	u := User{Name: "a"}
 	_, _ = m.Create(u)
