@@ -56,10 +56,16 @@ var (
 	DefaultLoginUserLimit = RateLimit{Every: 6 * time.Second, Burst: 20}
 	// DefaultLoginIPLimit slows one address spraying many names to 30 a minute.
 	DefaultLoginIPLimit = RateLimit{Every: 2 * time.Second, Burst: 10}
-	// DefaultDirectMintLimit is 6 direct mints a minute per user, 3 at once: a token the
+	// DefaultMintLimitTotal is 600 mints a minute for all users together, 60 at once:
+	// room for thousands of pages refreshing every few minutes, and a ceiling that keeps
+	// the server from bursting far past what upstream allows the key.
+	DefaultMintLimitTotal = RateLimit{Every: 100 * time.Millisecond, Burst: 60}
+	// DefaultDirectMintLimit is 20 direct mints a minute per user, 10 at once: a token the
 	// page holds itself is worth more to a thief than a cookie the page cannot read, so
-	// its bucket is separate from MintLimit and smaller.
-	DefaultDirectMintLimit = RateLimit{Every: 10 * time.Second, Burst: 3}
+	// its bucket is separate from MintLimit and smaller. Tabs do not share direct tokens:
+	// with 60 s tokens (48 s usable) one tab using all three grants needs about 4 a
+	// minute, so this serves four or five tabs of one user.
+	DefaultDirectMintLimit = RateLimit{Every: 3 * time.Second, Burst: 10}
 )
 
 // DefaultBodyTimeout bounds the arrival of a request body (see Config.BodyTimeout): the
@@ -135,7 +141,13 @@ type Config struct {
 	// address (LoginIPLimit), per user name and address (LoginPairLimit, which refuses)
 	// and per user name (LoginUserLimit, which throttles: see login). Zero values take
 	// the defaults.
-	MintLimit      RateLimit
+	MintLimit RateLimit
+	// MintLimitTotal is the mint rate of all users together, on both token routes,
+	// checked after each user's own limit; past it a mint is answered 429 rate_limited
+	// without reaching upstream. Set it below upstream's own rate for the key, so that
+	// no burst of ours earns a 429 from upstream (see coolDowns). Zero means
+	// DefaultMintLimitTotal.
+	MintLimitTotal RateLimit
 	LoginPairLimit RateLimit
 	LoginUserLimit RateLimit
 	LoginIPLimit   RateLimit
@@ -191,8 +203,12 @@ type server struct {
 	uploadRoutes map[string]bool
 
 	mintLimits *limiter
-	// quota is the upstream quota breaker both token routes mint through.
-	quota *breaker
+	// mintTotal is MintLimitTotal's one bucket, keyed "".
+	mintTotal *limiter
+	// quota is the upstream quota breaker both token routes mint through; coolDowns
+	// holds the users cooling down after a 429 that was theirs alone.
+	quota     *breaker
+	coolDowns *coolDowns
 	// directGrants is Config.DirectGrants as a set (empty: direct mode off) and
 	// directLimits the direct route's own bucket per user.
 	directGrants map[token.Grant]bool
@@ -246,6 +262,7 @@ func newServer(cfg Config) (*server, error) {
 			cfg.TokenTTL)
 	}
 	cfg.MintLimit = orDefault(cfg.MintLimit, DefaultMintLimit)
+	cfg.MintLimitTotal = orDefault(cfg.MintLimitTotal, DefaultMintLimitTotal)
 	cfg.LoginPairLimit = orDefault(cfg.LoginPairLimit, DefaultLoginPairLimit)
 	cfg.LoginUserLimit = orDefault(cfg.LoginUserLimit, DefaultLoginUserLimit)
 	cfg.LoginIPLimit = orDefault(cfg.LoginIPLimit, DefaultLoginIPLimit)
@@ -270,6 +287,9 @@ func newServer(cfg Config) (*server, error) {
 		if err := CheckCORSOrigin(o); err != nil {
 			return nil, err
 		}
+		if err := checkCORSScheme(origin, o); err != nil {
+			return nil, err
+		}
 		corsOrigins[o] = true
 	}
 	upstreamOrigin, err := bareOrigin(cfg.Upstream)
@@ -285,7 +305,9 @@ func newServer(cfg Config) (*server, error) {
 		log:            cfg.Logger,
 		sessions:       cfg.Sessions,
 		mintLimits:     newLimiter(cfg.MintLimit, cfg.Now, maxLimiterKeys),
+		mintTotal:      newLimiter(cfg.MintLimitTotal, cfg.Now, 1),
 		quota:          newBreaker(cfg.Now, cfg.Logger),
+		coolDowns:      newCoolDowns(cfg.Now, cfg.Logger),
 		directGrants:   direct,
 		directLimits:   newLimiter(cfg.DirectMintLimit, cfg.Now, maxLimiterKeys),
 		upstreamOrigin: upstreamOrigin,

@@ -13,12 +13,15 @@ import (
 
 // The quota breaker stops minting for everyone while the upstream says the account is
 // out of budget. Cartesia's limits belong to the API key, not to a user, so once
-// POST /access-token answers 429 (rate or concurrency limit) or 402 (out of credits),
-// every further mint in the cool-down would fail the same way, each one still sending
-// the key upstream for nothing and, with many users, hammering an upstream that asked us
-// to wait. Both token routes are answered locally instead, with our own Retry-After,
-// until the cool-down ends; then one mint probes, and only an answer that is no quota or
-// server error closes the circuit.
+// POST /access-token answers 402 (out of credits), or 429 (rate or concurrency limit)
+// for two users within a minute, every further mint in the cool-down would fail the
+// same way, each one still sending the key upstream for nothing and, with many users,
+// hammering an upstream that asked us to wait. Both token routes are answered locally
+// instead, with our own Retry-After, until the cool-down ends; then one mint probes, and
+// only an answer that is no quota or server error closes the circuit.
+//
+// A 429 for one user alone cools down only that user (see coolDowns): the breaker sees
+// a 429 only when the caller judged it account-wide, or when it answered the probe.
 //
 // Repeated 5xx answers open it too: a failing upstream gains nothing from a mint a
 // second, and each page's backoff is its own, not the deployment's. Transport failures
@@ -36,7 +39,7 @@ const (
 	DefaultQuotaCoolDown = 30 * time.Second
 	// MaxQuotaCoolDown caps what an upstream Retry-After can impose: a hostile or broken
 	// value (hours, years) must not stop every mint for that long.
-	MaxQuotaCoolDown = 5 * time.Minute
+	MaxQuotaCoolDown = token.MaxRetryAfter
 	// minQuotaCoolDown is the floor for "Retry-After: 0" or a date in the past: an
 	// upstream that just refused is not asked again within the same second.
 	minQuotaCoolDown = time.Second
@@ -56,7 +59,8 @@ const (
 	neutral tripKind = iota
 	// healthy: the upstream answered something other than a quota or server error.
 	healthy
-	// quota: 429 or 402, which opens the circuit at once.
+	// quota: 402, or an account-wide 429 (see recordMint), which opens the circuit at
+	// once.
 	quota
 	// serverError: 5xx, which opens it after serverErrorsToOpen in a row.
 	serverError
@@ -142,6 +146,18 @@ func (b *breaker) allow() (ticket, *refusal) {
 	}
 	b.probing = true
 	return ticket{gen: b.gen, probe: true}, nil
+}
+
+// waiting is what is left of an open circuit's cool-down, zero when there is none: a
+// refusal for another reason can then name the longer wait.
+func (b *breaker) waiting() time.Duration {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.open || !now.Before(b.until) {
+		return 0
+	}
+	return b.until.Sub(now)
 }
 
 // record takes the result of a mint that allow let through.

@@ -50,6 +50,19 @@ func CheckCORSOrigin(origin string) error {
 	return nil
 }
 
+// checkCORSScheme refuses a plain-http CORS origin for an https public origin. Anyone on
+// the network path of an http page can rewrite it, so its script, allowed to make
+// credentialed calls here, would hand that attacker what https protects; browsers also
+// treat the two schemes as different sites, so its calls would arrive without the
+// session anyway. An http deployment (a developer's machine) may list either scheme.
+func checkCORSScheme(publicOrigin, origin string) error {
+	if strings.HasPrefix(publicOrigin, "https://") && strings.HasPrefix(origin, "http://") {
+		return fmt.Errorf("api: CORS origin %q is plain http while the public origin %q is "+
+			"https: list its https:// origin instead", origin, publicOrigin)
+	}
+	return nil
+}
+
 // validHostname accepts a DNS name of lower-case letters, digits, dots and hyphens, or
 // an IP address: what a browser writes in an Origin header (IDNs in their xn-- form).
 func validHostname(h string) bool {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/voxgate/voxgate/server/token"
 )
 
 // maxLimiterKeys bounds each limiter's table so that a flood of distinct names or
@@ -161,9 +163,10 @@ func addressKey(remote string) string {
 	return prefix.String()
 }
 
-// setRetryAfter writes a Retry-After of whole seconds, rounded up, at least 1.
+// setRetryAfter writes a Retry-After of whole seconds, rounded up, from 1 to
+// token.MaxRetryAfter: no wait of ours is longer, and none is promised to be.
 func setRetryAfter(w http.ResponseWriter, d time.Duration) {
-	secs := int(math.Ceil(d.Seconds()))
+	secs := int(math.Ceil(min(d, token.MaxRetryAfter).Seconds()))
 	if secs < 1 {
 		secs = 1
 	}

@@ -160,7 +160,7 @@ func (s *server) checkMediaType(w http.ResponseWriter, r *http.Request) bool {
 	}
 	msg := "request bodies must be application/json"
 	if upload {
-		msg = "uploads must be multipart/form-data with a boundary (or application/json)"
+		msg = "uploads must be multipart/form-data with a boundary"
 	}
 	reply.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", msg)
 	return false

@@ -170,7 +170,10 @@ func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
 	h := newHarness(t)
 	h.setMint(failMint(http.StatusTooManyRequests, "5"))
 	alice, bob := h.login("alice", "alice-pw"), h.login("bob", "bob-pw")
+	// Two users refused within the window open the circuit for everyone (one user's 429
+	// only cools that user down).
 	h.mint(alice, `{"grant":"tts"}`)
+	h.mint(bob, `{"grant":"tts"}`)
 	h.clk.Advance(5 * time.Second)
 
 	// A second mint reaching upstream must not panic or hang the test: it fails it.
@@ -220,7 +223,7 @@ func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
 	if r, c := h.mint(bob, `{"grant":"tts"}`); r.status != 200 || c == nil {
 		t.Errorf("after a successful probe: %d %s", r.status, r.body)
 	}
-	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 3 {
-		t.Errorf("upstream saw %d mints, want 3 (the 429, the probe, one more)", n)
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 4 {
+		t.Errorf("upstream saw %d mints, want 4 (two 429s, the probe, one more)", n)
 	}
 }

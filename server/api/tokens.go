@@ -95,8 +95,9 @@ func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // mint runs the steps both token routes share, in order: the session, the body, the
-// grant, the route's grant checks, the lifetime, the route's rate limit, the upstream
-// quota breaker and the mint itself. On any failure it has answered and returns false.
+// grant, the route's grant checks, the lifetime, the user's cool-down after upstream's
+// 429, the route's rate limit, the server-wide mint rate, the upstream quota breaker and
+// the mint itself. On any failure it has answered and returns false.
 func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (minted, bool) {
 	sess, ok := s.requireSession(w, r)
 	if !ok {
@@ -127,6 +128,17 @@ func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (min
 		return minted{}, false
 	}
 
+	// A user cooling down after upstream's 429 is answered before their bucket is
+	// touched: the refusal costs them nothing, and upstream nothing either. When the
+	// global circuit is open too, its cool-down may be the longer one.
+	if wait, cooling := s.coolDowns.waiting(sess.User); cooling {
+		s.log.Info("token_mint_failed", "reason", "user_cool_down", "user", sess.User,
+			"grant", string(grant))
+		setRetryAfter(w, max(wait, s.quota.waiting()))
+		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
+			"the upstream is rate limiting your token requests; try again later")
+		return minted{}, false
+	}
 	if ok, wait := rt.limits.allow(sess.User); !ok {
 		s.reject(r, rt.limitReason, "user", sess.User, "grant", string(grant))
 		setRetryAfter(w, wait)
@@ -134,16 +146,26 @@ func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (min
 			"too many token requests; try again later")
 		return minted{}, false
 	}
+	// The server-wide rate comes after the user's own, so that one user's refused
+	// requests spend nothing of everyone's.
+	if ok, wait := s.mintTotal.allow(""); !ok {
+		s.log.Warn("token_mint_failed", "reason", "mint_rate_total", "user", sess.User,
+			"grant", string(grant))
+		setRetryAfter(w, wait)
+		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
+			"this server is minting too many tokens; try again later")
+		return minted{}, false
+	}
 
-	// Checked after the user's own limit: a request refused there must not take the
-	// probe of a half-open circuit, which would then never be sent.
+	// Checked after the limits: a request refused there must not take the probe of a
+	// half-open circuit, which would then never be sent.
 	leave, refused := s.quota.allow()
 	if refused != nil {
 		s.quotaRefused(w, sess, grant, refused)
 		return minted{}, false
 	}
 	tok, err := s.cfg.Minter.Mint(r.Context(), grant, ttl)
-	s.quota.record(leave, err)
+	s.recordMint(leave, sess.User, grant, err)
 	if err != nil {
 		s.mintFailed(w, r, sess, grant, err)
 		return minted{}, false
@@ -153,6 +175,19 @@ func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (min
 	// own stopwatch started, so they give up on the token no later than tok.ExpiresAt.
 	secs := max(int((ttl-token.ExpiryResolution)/time.Second), 1)
 	return minted{sess: sess, tok: tok, secs: secs}, true
+}
+
+// recordMint tells the breakers what upstream answered a mint. A 429 that is not the
+// probe of a half-open circuit goes to the user's cool-down first (see coolDowns), and
+// reaches the global breaker only when it is account-wide; every other answer goes to
+// the breaker as it is.
+func (s *server) recordMint(leave ticket, user string, grant token.Grant, err error) {
+	var ue *token.UpstreamError
+	if !leave.probe && errors.As(err, &ue) && ue.Status == http.StatusTooManyRequests &&
+		!s.coolDowns.accountWide(user, grant, ue) {
+		return // one user's burst: nothing learned about the account
+	}
+	s.quota.record(leave, err)
 }
 
 // admitPolicy refuses a grant that the user's policy does not list.
@@ -206,8 +241,8 @@ func (s *server) mintFailed(w http.ResponseWriter, r *http.Request, sess session
 		s.log.Warn("token_mint_failed", append(attrs, "reason", "upstream_status",
 			"upstream_status", ue.Status, "error_code", ue.Code, "request_id", ue.RequestID)...)
 		if ue.Status == http.StatusTooManyRequests {
-			if ue.RetryAfter != "" {
-				w.Header().Set("Retry-After", ue.RetryAfter)
+			if ra := token.CapRetryAfter(ue.RetryAfter, s.cfg.Now()); ra != "" {
+				w.Header().Set("Retry-After", ra)
 			}
 			reply.ErrorDetail(w, http.StatusTooManyRequests, reply.Detail{Code: "rate_limited",
 				Message: "the upstream is rate limiting token requests", Upstream: ue.Reply()})

@@ -21,10 +21,13 @@ import (
 // It allocates only when made; next and found allocate nothing. One guard serves one
 // stream; found may be called from any goroutine.
 //
+// Close reasons, which are too short to hold a whole token, are checked for any run of
+// echoRun bytes of it instead (see sharesRun).
+//
 // Limitation: only verbatim echoes are caught. A token that upstream transforms (base64,
-// JSON escapes of other characters, reversal) or spreads over several WebSocket messages
-// or SSE events passes. The guard stops careless echoes, not a hostile upstream, which
-// would be trusted with the token anyway.
+// JSON escapes of other characters, reversal) or spreads over several WebSocket messages,
+// SSE events, headers or answers passes. The guard stops careless echoes, not a hostile
+// upstream, which would be trusted with the token anyway.
 type echoGuard struct {
 	needles [][]byte
 	// texts are the needles as strings, for header values.
@@ -55,6 +58,28 @@ func newEchoGuard(secret string) *echoGuard {
 	g.spare = make([]byte, 0, g.longest-1)
 	g.join = make([]byte, 0, 2*(g.longest-1))
 	return g
+}
+
+// echoRun is the shortest run of a token's bytes that counts as a piece of it in a
+// short text (a close reason): 16 bytes of a token's random part are far more than any
+// innocent text shares with it by chance, and a thief given runs shorter than that must
+// guess the rest.
+const echoRun = 16
+
+// sharesRun reports whether s shares a run of echoRun or more bytes with the token in
+// any of its forms. It is meant for short texts: it costs len(s) searches of the token.
+func (g *echoGuard) sharesRun(s string) bool {
+	if g == nil {
+		return false
+	}
+	for i := 0; i+echoRun <= len(s); i++ {
+		for _, n := range g.texts {
+			if strings.Contains(n, s[i:i+echoRun]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // found reports whether p contains the token in any of its forms.

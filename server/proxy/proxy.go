@@ -50,6 +50,13 @@ const (
 	// DefaultUploadTimeout bounds a whole upload: 25 MiB at 1 Mbit/s takes under 4
 	// minutes.
 	DefaultUploadTimeout = 5 * time.Minute
+	// DefaultUploadMinRate and DefaultUploadRateWindow: after its first 10 s, and in
+	// every 10 s after that, an upload must bring at least 32 KiB/s (256 kbit/s, far
+	// below any link that uploads 25 MiB within DefaultUploadTimeout). Without it, a
+	// client could send most of a body at once and trickle the rest, holding its spool
+	// for the whole upload timeout; enough accounts doing so fill SpoolTotal.
+	DefaultUploadMinRate    = 32 << 10
+	DefaultUploadRateWindow = 10 * time.Second
 	// DefaultHTTPPerUserGrant leaves a page room for a few overlapping syntheses and an
 	// upload or two, and bounds what one account can keep upstream at once.
 	DefaultHTTPPerUserGrant = 8
@@ -113,6 +120,15 @@ type Config struct {
 	WriteTimeout  time.Duration
 	BodyTimeout   time.Duration
 	UploadTimeout time.Duration
+	// UploadMinRate (bytes per second) and UploadRateWindow bound how slowly an upload may
+	// arrive: the body is measured in consecutive windows of UploadRateWindow from its
+	// start, and a window that ends before the body does must have brought
+	// UploadMinRate x UploadRateWindow bytes, else the upload ends in 408
+	// request_timeout and its spool is freed. Each window counts alone, so a burst
+	// cannot pay for a trickle after it. Zero means DefaultUploadMinRate and
+	// DefaultUploadRateWindow.
+	UploadMinRate    int64
+	UploadRateWindow time.Duration
 
 	// WebSocket holds the WebSocket relay's limits; zero fields take the defaults.
 	WebSocket WebSocketLimits
@@ -193,6 +209,8 @@ func New(cfg Config) (*Proxy, error) {
 	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	orDefault(&cfg.BodyTimeout, DefaultBodyTimeout)
 	orDefault(&cfg.UploadTimeout, DefaultUploadTimeout)
+	orDefault(&cfg.UploadMinRate, DefaultUploadMinRate)
+	orDefault(&cfg.UploadRateWindow, DefaultUploadRateWindow)
 	cfg.WebSocket = cfg.WebSocket.withDefaults()
 
 	orDefault(&cfg.HTTPPerUserGrant, DefaultHTTPPerUserGrant)
@@ -519,7 +537,8 @@ var upstreamCodes = map[int]string{
 	http.StatusTooManyRequests: "rate_limited",
 }
 
-// relayError answers an upstream error in our shape, keeping the status.
+// relayError answers an upstream error in our shape, keeping the status. Upstream's
+// Retry-After is relayed as whole seconds, at most token.MaxRetryAfter.
 func (c *call) relayError(w http.ResponseWriter, resp *http.Response) {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	ue := token.ParseUpstreamError(resp.StatusCode, resp.Header, raw, c.secret)
@@ -529,8 +548,8 @@ func (c *call) relayError(w http.ResponseWriter, resp *http.Response) {
 		code = "upstream_error"
 	}
 	msg := ue.Error()
-	if ue.RetryAfter != "" {
-		w.Header().Set("Retry-After", ue.RetryAfter)
+	if ra := token.CapRetryAfter(ue.RetryAfter, c.p.cfg.Now()); ra != "" {
+		w.Header().Set("Retry-After", ra)
 	}
 
 	c.status = resp.StatusCode
@@ -564,7 +583,8 @@ type downstream struct {
 //
 // The Content-Type is upstream's only when the route may answer that type (see
 // Route.Types), else application/octet-stream: a success answered as, say, text/html
-// would otherwise be a page of our origin. Retry-After passes only in a valid form.
+// would otherwise be a page of our origin. Retry-After passes only in a valid form, as
+// whole seconds of at most token.MaxRetryAfter.
 func (c *call) startResponse(w http.ResponseWriter, r *http.Request,
 	resp *http.Response) (*downstream, bool) {
 	h := http.Header{}
@@ -574,7 +594,7 @@ func (c *call) startResponse(w http.ResponseWriter, r *http.Request,
 		}
 	}
 	h.Set("Content-Type", c.rt.responseType(resp.Header.Values("Content-Type")))
-	if ra := token.CleanRetryAfter(resp.Header.Get("Retry-After")); ra != "" &&
+	if ra := token.CapRetryAfter(resp.Header.Get("Retry-After"), c.p.cfg.Now()); ra != "" &&
 		len(resp.Header.Values("Retry-After")) == 1 {
 		h.Set("Retry-After", ra)
 	}

@@ -35,10 +35,13 @@ func (m closeMsg) logCode() int {
 	return int(m.code)
 }
 
-// ending is how a relay ends: what each leg is told, and a note for the log.
+// ending is how a relay ends: what each leg is told, and a note for the log. echo, when
+// set, says where upstream echoed the token ("message", "close_reason"), for the
+// token_echo_blocked event.
 type ending struct {
 	client, upstream closeMsg
 	note             string
+	echo             string
 }
 
 // Endings the proxy itself decides.
@@ -82,6 +85,7 @@ var (
 			reason: "upstream message withheld"},
 		upstream: closeMsg{code: websocket.StatusPolicyViolation, reason: "credential echoed"},
 		note:     noteTokenEcho,
+		echo:     "message",
 	}
 )
 
@@ -281,11 +285,22 @@ func (rl *relay) pump(src, dst *websocket.Conn, fromClient bool) {
 	}
 }
 
+// reasonWithheld replaces an upstream close reason that holds part of the token.
+const reasonWithheld = "upstream close reason withheld"
+
 // scrub removes the upstream token (and any "Bearer ...") from the close reason the
-// browser will read.
+// browser will read. A reason holds at most 123 bytes and a token about 290, so a
+// quoting upstream could hand over the token in pieces, one per socket, that no
+// whole-token search finds: a reason that still shares a run of echoRun bytes with the
+// token is replaced by a fixed one. The close code passes either way.
 func (rl *relay) scrub(e ending) ending {
-	if e.client.reason != "" {
-		e.client.reason = cleanReason(token.Redact(e.client.reason, rl.secret))
+	if e.client.reason == "" {
+		return e
+	}
+	e.client.reason = cleanReason(token.Redact(e.client.reason, rl.secret))
+	if rl.guard.sharesRun(e.client.reason) {
+		e.client.reason = reasonWithheld
+		e.note, e.echo = noteTokenEcho, "close_reason"
 	}
 	return e
 }

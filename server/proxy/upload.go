@@ -14,6 +14,17 @@ import (
 // errUploadTooLarge marks an upload that went past the route's BodyLimit.
 var errUploadTooLarge = errors.New("proxy: upload over the size limit")
 
+// errUploadTooSlow marks an upload that brought too little in one rate window (see
+// Config.UploadMinRate). It is a timeout, answered like the other slow bodies.
+var errUploadTooSlow error = uploadTooSlow{}
+
+type uploadTooSlow struct{}
+
+func (uploadTooSlow) Error() string { return "proxy: upload below the minimum rate" }
+
+// Timeout marks it a timeout for token.IsTimeout.
+func (uploadTooSlow) Timeout() bool { return true }
+
 // spoolUpload receives a multipart upload whole, checking it as it arrives, and returns
 // the spool holding its re-encoding (see copyForm) and that body's Content-Type. Nothing
 // is sent upstream until it returns: an upload that is too large, too slow, malformed or
@@ -34,12 +45,17 @@ func (c *call) spoolUpload(w http.ResponseWriter, r *http.Request) (*spool, stri
 		return nil, "", false
 	}
 
+	start := time.Now()
+	window := c.p.cfg.UploadRateWindow
 	body := &uploadBody{
-		r:        r.Body,
-		limit:    c.rt.BodyLimit,
-		rc:       http.NewResponseController(w),
-		pause:    c.p.cfg.BodyTimeout,
-		deadline: time.Now().Add(c.p.cfg.UploadTimeout),
+		r:          r.Body,
+		limit:      c.rt.BodyLimit,
+		rc:         http.NewResponseController(w),
+		pause:      c.p.cfg.BodyTimeout,
+		deadline:   start.Add(c.p.cfg.UploadTimeout),
+		window:     window,
+		windowNeed: int64(float64(c.p.cfg.UploadMinRate) * window.Seconds()),
+		windowEnd:  start.Add(window),
 	}
 	sp := c.p.newSpool(c.user)
 	ctype, err := copyForm(sp, body, params["boundary"], c.rt.Form)
@@ -68,6 +84,11 @@ func (c *call) uploadFailed(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &form):
 		c.note = "form_rejected"
 		c.fail(w, http.StatusBadRequest, "bad_request", form.msg)
+	case errors.Is(err, errUploadTooSlow):
+		c.note = "upload_too_slow"
+		c.fail(w, http.StatusRequestTimeout, "request_timeout",
+			fmt.Sprintf("the upload arrived too slowly (under %d KiB/s)",
+				max(c.p.cfg.UploadMinRate>>10, 1)))
 	case token.IsTimeout(err):
 		c.fail(w, http.StatusRequestTimeout, "request_timeout",
 			"the upload did not arrive in time")
@@ -99,14 +120,21 @@ func (c *call) uploadFailed(w http.ResponseWriter, r *http.Request, err error) {
 
 // uploadBody is a client's request body as the spooler reads it. It stops at the size
 // limit and keeps the connection's read deadline moving: each read must begin within
-// pause of the last one, and the whole body must arrive before deadline, so a client
-// trickling bytes cannot hold the handler open. Only the handler's goroutine reads it.
+// pause of the last one, each rate window must bring windowNeed bytes, and the whole
+// body must arrive before deadline, so a client trickling bytes cannot hold the handler
+// (and its spool) open. Only the handler's goroutine reads it.
 type uploadBody struct {
 	r        io.Reader
 	limit    int64
 	rc       *http.ResponseController
 	pause    time.Duration
 	deadline time.Time
+	// window is the length of a rate window, windowEnd the end of the current one and
+	// windowBytes what it has brought so far, of the windowNeed it must.
+	window      time.Duration
+	windowNeed  int64
+	windowEnd   time.Time
+	windowBytes int64
 
 	n        int64
 	err      error
@@ -118,10 +146,26 @@ func (u *uploadBody) Read(p []byte) (int, error) {
 	if u.err != nil {
 		return 0, u.err
 	}
+	now := time.Now()
+	if !u.rateHeld(now) {
+		u.err = errUploadTooSlow
+		return 0, u.err
+	}
 
-	next := time.Now().Add(u.pause)
+	// The read must begin within pause, end before the upload's deadline, and bring
+	// bytes before the end of the first window still lacking them (this one, or the next
+	// when this one has its share): a stalled body is then cut when a window ends short
+	// rather than a pause later.
+	next := now.Add(u.pause)
 	if next.After(u.deadline) {
 		next = u.deadline
+	}
+	due := u.windowEnd
+	if u.windowBytes >= u.windowNeed {
+		due = due.Add(u.window)
+	}
+	if next.After(due) {
+		next = due
 	}
 	_ = u.rc.SetReadDeadline(next) // unsupported on recorders; fine
 
@@ -131,6 +175,10 @@ func (u *uploadBody) Read(p []byte) (int, error) {
 	}
 	n, err := u.r.Read(p)
 	u.n += int64(n)
+	u.windowBytes += int64(n)
+	if err != nil && err != io.EOF && token.IsTimeout(err) && !u.rateHeld(time.Now()) {
+		err = errUploadTooSlow // the window's deadline, not a pause, ended the read
+	}
 
 	switch {
 	case u.n > u.limit:
@@ -147,4 +195,17 @@ func (u *uploadBody) Read(p []byte) (int, error) {
 		u.err = err
 	}
 	return n, err
+}
+
+// rateHeld closes the rate windows that ended by now, and reports whether each brought
+// windowNeed bytes. A body that completes within a window owes nothing for it.
+func (u *uploadBody) rateHeld(now time.Time) bool {
+	for !now.Before(u.windowEnd) {
+		if u.windowBytes < u.windowNeed {
+			return false
+		}
+		u.windowBytes = 0
+		u.windowEnd = u.windowEnd.Add(u.window)
+	}
+	return true
 }

@@ -337,8 +337,9 @@ func (c *call) relayRefusal(w http.ResponseWriter, resp *http.Response) {
 	if known, ok := upstreamCodes[resp.StatusCode]; ok {
 		status, code = resp.StatusCode, known
 	}
-	if status == http.StatusTooManyRequests && ue.RetryAfter != "" {
-		w.Header().Set("Retry-After", ue.RetryAfter)
+	if ra := token.CapRetryAfter(ue.RetryAfter, c.p.cfg.Now()); status ==
+		http.StatusTooManyRequests && ra != "" {
+		w.Header().Set("Retry-After", ra)
 	}
 
 	c.status = status
@@ -367,8 +368,8 @@ func (c *call) relay(sess session.Session, client, up *websocket.Conn) {
 	end := rl.run()
 	c.closeClient, c.closeUpstream = end.client.logCode(), end.upstream.logCode()
 	c.bytesUp, c.bytesDown = rl.bytesUp.Load(), rl.bytesDown.Load()
-	if end.note == noteTokenEcho {
-		c.echoBlocked(c.route, "message")
+	if end.echo != "" {
+		c.echoBlocked(c.route, end.echo)
 	}
 	c.note = end.note
 }

@@ -105,6 +105,7 @@ func TestItem23_UpstreamMintFailures(t *testing.T) {
 		{"429", sectest.RateLimited("30"), 429, "rate_limited", "30"},
 		{"429 with a bad Retry-After", sectest.RateLimited("soon\r\nX-Injected: 1"), 429,
 			"rate_limited", ""},
+		{"429 asking for a day", sectest.RateLimited("86400"), 429, "rate_limited", "300"},
 		{"402", sectest.Status(http.StatusPaymentRequired), 502, "upstream_error", ""},
 		{"500", sectest.Status(http.StatusInternalServerError), 502, "upstream_error", ""},
 		{"401 echoing the key", sectest.EchoCredentials(), 502, "upstream_error", ""},
@@ -146,10 +147,13 @@ func TestItem23_UpstreamMintFailures(t *testing.T) {
 	}
 }
 
-// TestItem23_UpstreamQuotaOpensACircuit: after upstream says the key is out of quota,
-// further mints on both token routes, for every user, wait out a cool-down (upstream's
-// Retry-After) without reaching upstream; then one mint probes, and its success closes
-// the circuit. Opening and closing are one upstream_quota event each.
+// TestItem23_UpstreamQuotaOpensACircuit: a 429 for one user cools down that user alone,
+// on both token routes, for upstream's Retry-After, without reaching upstream; everyone
+// else keeps minting. Once 429s reach two users within a minute the account is limited
+// as a whole: further mints on both routes, for every user, wait out a cool-down
+// (upstream's Retry-After) without reaching upstream; then one mint probes, and its
+// success closes the circuit. Opening and closing are one upstream_quota event each; a
+// user's cool-down is one user_cool_down event.
 func TestItem23_UpstreamQuotaOpensACircuit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withAPI(func(c *api.Config) { c.DirectGrants = []token.Grant{token.TTS} }))
@@ -162,26 +166,48 @@ func TestItem23_UpstreamQuotaOpensACircuit(t *testing.T) {
 		t.Fatalf("the refused mint: %d %s Retry-After %q", a.status, a.body,
 			a.header.Get("Retry-After"))
 	}
-
-	e.clk.Advance(20 * time.Second)
-	for _, c := range []call{
-		{path: "/api/token", body: `{"grant":"tts"}`, cookies: alice},
-		{path: "/api/token", body: `{"grant":"stt"}`, cookies: alice},
-		{path: "/api/token", body: `{"grant":"tts"}`, cookies: bob},
-		{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: bob},
-	} {
+	refusedLocally := func(c call, retryAfter string) {
+		t.Helper()
 		a := e.do(c)
 		if a.status != http.StatusTooManyRequests || a.code() != "rate_limited" ||
-			a.header.Get("Retry-After") != "40" {
-			t.Errorf("%s %s within the cool-down: %d %s Retry-After %q, want 429 "+
-				"rate_limited 40", c.path, c.body, a.status, a.body, a.header.Get("Retry-After"))
+			a.header.Get("Retry-After") != retryAfter || strings.Contains(a.body, `"upstream"`) {
+			t.Errorf("%s %s: %d %s Retry-After %q, want our own 429 rate_limited %s",
+				c.path, c.body, a.status, a.body, a.header.Get("Retry-After"), retryAfter)
 		}
 		if len(a.header.Values("Set-Cookie")) != 0 || strings.Contains(a.body, `"token"`) {
 			t.Errorf("%s: a refused mint handed out a token", c.path)
 		}
 	}
+
+	// One user's 429: alice waits, on both routes; the circuit stays closed.
+	e.clk.Advance(20 * time.Second)
+	refusedLocally(call{path: "/api/token", body: `{"grant":"stt"}`, cookies: alice}, "40")
+	refusedLocally(call{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: alice}, "40")
 	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 1 {
-		t.Errorf("upstream saw %d mints within its Retry-After, want 1", n)
+		t.Errorf("upstream saw %d mints within alice's cool-down, want 1", n)
+	}
+	if n := len(e.logs.Matching(t, "user_cool_down", map[string]string{"user": "alice"})); n != 1 {
+		t.Errorf("%d user_cool_down events for alice, want 1", n)
+	}
+	if n := len(e.logs.Matching(t, "upstream_quota", nil)); n != 0 {
+		t.Errorf("one user's 429 logged %d upstream_quota events", n)
+	}
+
+	// bob still reaches upstream; his 429 makes two users: the account is limited.
+	if a := e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: bob}); a.status !=
+		http.StatusTooManyRequests || !strings.Contains(a.body, `"upstream"`) {
+		t.Fatalf("bob's mint: %d %s, want upstream's 429", a.status, a.body)
+	}
+	e.clk.Advance(20 * time.Second)
+	for _, c := range []call{
+		{path: "/api/token", body: `{"grant":"tts"}`, cookies: alice},
+		{path: "/api/token", body: `{"grant":"tts"}`, cookies: bob},
+		{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: bob},
+	} {
+		refusedLocally(c, "40")
+	}
+	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 2 {
+		t.Errorf("upstream saw %d mints within its Retry-After, want 2", n)
 	}
 	opened := e.logs.Matching(t, "upstream_quota", map[string]string{"state": "open"})
 	if len(opened) != 1 || opened[0].Str("level") != "WARN" {
@@ -193,8 +219,8 @@ func TestItem23_UpstreamQuotaOpensACircuit(t *testing.T) {
 	e.clk.Advance(40 * time.Second)
 	e.mint(bob[0], token.TTS)
 	e.mint(alice[0], token.STT)
-	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 3 {
-		t.Errorf("upstream saw %d mints, want 3 (the refused one, the probe, one more)", n)
+	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 4 {
+		t.Errorf("upstream saw %d mints, want 4 (two refused, the probe, one more)", n)
 	}
 	if n := len(e.logs.Matching(t, "upstream_quota", map[string]string{"state": "closed"})); n != 1 {
 		t.Errorf("%d upstream_quota closed events, want 1", n)

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -143,6 +144,39 @@ func CleanRetryAfter(v string) string {
 		return ""
 	}
 	return t.UTC().Format(http.TimeFormat)
+}
+
+// MaxRetryAfter is the longest wait a Retry-After of ours ever names, whether we relay
+// upstream's or set our own: a hostile or broken upstream must not be able to park every
+// client for hours, and no limit of ours needs a client to wait longer than this.
+const MaxRetryAfter = 5 * time.Minute
+
+// CapRetryAfter turns a Retry-After as upstream sent it (either form, see
+// CleanRetryAfter) into the value we relay: whole seconds from now, at most
+// MaxRetryAfter. A date becomes the seconds until it, rounded up (a date in the past is
+// "0"), so that the browser's clock, which may be off, plays no part. A value that is no
+// valid Retry-After yields "".
+func CapRetryAfter(v string, now time.Time) string {
+	v = CleanRetryAfter(v)
+	if v == "" {
+		return ""
+	}
+	limit := int(MaxRetryAfter / time.Second)
+	if n, err := strconv.Atoi(v); err == nil {
+		return strconv.Itoa(min(n, limit))
+	}
+	at, err := http.ParseTime(v) // CleanRetryAfter left only a valid date
+	if err != nil {
+		return ""
+	}
+	wait := at.Sub(now)
+	if wait <= 0 {
+		return "0"
+	}
+	if wait >= MaxRetryAfter {
+		return strconv.Itoa(limit)
+	}
+	return strconv.Itoa(int((wait + time.Second - 1) / time.Second))
 }
 
 // clean drops control characters (no log or header injection), replaces invalid UTF-8

@@ -272,3 +272,44 @@ func TestDirectErrorReadsLikeTheProxys(t *testing.T) {
 		t.Fatalf("error = %v, want the proxy's wording", err)
 	}
 }
+
+// TestDirectSocketCloseReasonNeverRepeatsTheToken: a direct socket's close reason comes
+// from the upstream, which holds the token the socket was dialled with; a reason quoting
+// it whole, or any 16 bytes of it (two sockets could hand over its two halves), is not
+// what Closed reports.
+func TestDirectSocketCloseReasonNeverRepeatsTheToken(t *testing.T) {
+	long := "tok-" + strings.Repeat("Ab3xY9qR7zK2wM5n", 18) // as long as a real token
+	installFetch(t, func(r request) answer {
+		if r.url == "/api/token/direct" {
+			return answer{status: 200, body: `{"token":"` + long + `","grant":"tts",` +
+				`"grants":["tts"],"expires_in":59,"expires_at":1772366459000,` +
+				`"server_time":1772366400000}`}
+		}
+		return directServer(audio)(r)
+	})
+	class := wsFakeInstall(t)
+	c := newClient(t, nil)
+
+	tests := []struct{ reason, want string }{
+		{long[:120], closeReasonWithheld},
+		{long[len(long)-120:], closeReasonWithheld},
+		{"bad token " + long[100:116] + " here", closeReasonWithheld},
+		{"bad " + long + " here", "bad " + redacted + " here"},
+		{"bad token " + long[100:115] + " here", "bad token " + long[100:115] + " here"},
+		{"call ended by agent", "call ended by agent"},
+	}
+	for i, tt := range tests {
+		sock, err := c.TTSWebSocket(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fake := wsFakeNth(t, class, i+1)
+		if url := wsString(mustGet(t, fake, "url")); !strings.Contains(url, long) {
+			t.Fatalf("socket %d opened %s, want the upstream with the long token", i+1, url)
+		}
+		wsFakeCall(t, fake, "serverClose", 4001, tt.reason, true)
+		if st := wsClosedWithin(t, sock.Closed); st != (CloseStatus{4001, tt.want}) {
+			t.Errorf("close %d: Closed = %+v, want 4001 %q", i+1, st, tt.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,18 @@ const (
 	closeNoCode = 1005 // no status code was received
 )
 
+// Close reasons from the upstream of a direct socket are scrubbed of its token.
+const (
+	// closeReasonWithheld replaces a reason that holds part of the token.
+	closeReasonWithheld = "upstream close reason withheld"
+
+	// tokenRun is the shortest run of a token's bytes that counts as a piece of it: a
+	// close reason holds at most 123 bytes and a token about 290, so an upstream that
+	// quotes it could hand it over in pieces, one socket at a time. 16 bytes of a
+	// token's random part are far more than an innocent reason shares with it by chance.
+	tokenRun = 16
+)
+
 // CloseStatus is how a WebSocket ended: the close code and reason, as received from the
 // server, or as sent when the client closed first. 1006 means the connection was lost.
 type CloseStatus struct {
@@ -69,8 +82,11 @@ type message struct {
 type socket struct {
 	conn  *jsx.WebSocket
 	grant string
-	inbox chan message
-	watch func(message) // sees every message before the inbox, in the reader goroutine
+	// secret is the token a direct socket was dialled with, "" through the proxy (which
+	// scrubs reasons itself): the close reason upstream sends is scrubbed of it.
+	secret string
+	inbox  chan message
+	watch  func(message) // sees every message before the inbox, in the reader goroutine
 
 	ended   chan struct{} // closed once status and readErr are final
 	status  CloseStatus
@@ -116,7 +132,7 @@ func (c *Client) dial(ctx context.Context, grant, path, query string,
 		}
 		if err == nil {
 			c.sessionStarted()
-			return newSocket(conn, grant, watch), nil
+			return newSocket(conn, grant, secret, watch), nil
 		}
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, &Error{Code: CodeAborted, Message: "open " + path + ": " + cerr.Error(),
@@ -154,9 +170,9 @@ func (c *Client) wsURL(path, query string) (string, error) {
 	return base + path, nil
 }
 
-func newSocket(conn *jsx.WebSocket, grant string, watch func(message)) *socket {
+func newSocket(conn *jsx.WebSocket, grant, secret string, watch func(message)) *socket {
 	conn.SetReadLimit(readLimit)
-	s := &socket{conn: conn, grant: grant, inbox: make(chan message, inboxSize),
+	s := &socket{conn: conn, grant: grant, secret: secret, inbox: make(chan message, inboxSize),
 		watch: watch, ended: make(chan struct{}), detached: make(chan struct{})}
 	go s.read()
 	return s
@@ -213,9 +229,28 @@ func (s *socket) finish(err error) {
 	if sent != nil {
 		s.status = *sent
 	} else {
-		s.status = CloseStatus{Code: closed.Code, Reason: closed.Reason}
+		s.status = CloseStatus{Code: closed.Code, Reason: scrubReason(closed.Reason, s.secret)}
 	}
+	s.secret = "" // the socket has no further use for the token
 	close(s.ended)
+}
+
+// scrubReason removes secret from a close reason, and withholds a reason that still
+// shares a run of tokenRun bytes with it (or with its URL-escaped form).
+func scrubReason(reason, secret string) string {
+	if secret == "" || reason == "" {
+		return reason
+	}
+	reason = scrub(reason, secret)
+	forms := []string{secret, url.QueryEscape(secret)}
+	for i := 0; i+tokenRun <= len(reason); i++ {
+		for _, f := range forms {
+			if strings.Contains(f, reason[i:i+tokenRun]) {
+				return closeReasonWithheld
+			}
+		}
+	}
+	return reason
 }
 
 // next returns the next message. When the socket has ended it returns io.EOF after a

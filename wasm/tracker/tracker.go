@@ -45,7 +45,8 @@
 // refreshed when a call needs them.
 //
 // A failed refresh whose cause may heal opens a backoff window (exponential, with jitter
-// and a cap, at least the server's Retry-After) shared by every caller of the grant: while
+// and a cap, at least the server's Retry-After up to MaxRetryAfter) shared by every caller
+// of the grant: while
 // it is open, Ensure answers at once with the last error instead of asking again, so N calls
 // never cause N requests.
 package tracker
@@ -82,6 +83,12 @@ const (
 	// DefaultBackoffMax caps the wait between proactive retries, so a recovered server is
 	// noticed within a minute while a failing one sees at most one request a minute.
 	DefaultBackoffMax = time.Minute
+
+	// MaxRetryAfter caps how long a server's Retry-After can hold a grant's refreshes
+	// back: our server never asks for more (it caps upstream's at the same 5 min), so a
+	// longer one comes from something broken or hostile in between, and must not park
+	// the page for hours.
+	MaxRetryAfter = 5 * time.Minute
 
 	// wakeFactor says how late a wake-detector tick must be to count as a wake: hidden tabs
 	// align timers to whole seconds, so a tick up to one interval late is ordinary; three
@@ -1003,7 +1010,7 @@ func (t *Tracker) backoffLocked(e *entry, err *RefreshError, now time.Time,
 		d = t.opts.Backoff.Max
 	}
 	d = d/2 + time.Duration(t.opts.Jitter()*float64(d/2)) // jitter in [d/2, d)
-	d = max(d, err.RetryAfter)
+	d = max(d, min(err.RetryAfter, MaxRetryAfter))
 	e.failWall, e.failMono, e.wait = now, mono, d
 
 	k := e.tok

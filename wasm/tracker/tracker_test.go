@@ -677,6 +677,31 @@ func TestRetryAfterOverridesShorterBackoff(t *testing.T) {
 	})
 }
 
+func TestServerRetryAfterIsCappedAtFiveMinutes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, 100*time.Second, Options{Jitter: func() float64 { return 0 }})
+		f.ensure(t, "tts")
+		f.server.failNext(&RefreshError{Code: "rate_limited", Status: 429,
+			RetryAfter: 2 * time.Hour})
+
+		f.clock.Advance(80 * time.Second) // due: the proactive refresh is refused
+		synctest.Wait()
+		if st := f.tracker.State("tts"); st.Backoff != MaxRetryAfter {
+			t.Fatalf("backoff after a 2 h Retry-After = %v, want %v", st.Backoff, MaxRetryAfter)
+		}
+		f.clock.Advance(MaxRetryAfter - time.Millisecond)
+		synctest.Wait()
+		if got := f.server.callCount("tts"); got != 2 {
+			t.Fatalf("refreshes before the capped wait = %d, want 2", got)
+		}
+		f.clock.Advance(time.Millisecond)
+		synctest.Wait()
+		if got := f.server.callCount("tts"); got != 3 {
+			t.Fatalf("refreshes after the capped wait = %d, want 3", got)
+		}
+	})
+}
+
 func TestPermanentRefreshErrorStopsProactiveRetries(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, 100*time.Second, Options{})

@@ -37,8 +37,10 @@ type config struct {
 	CookieKeyFile   string
 	EmulatorPace    float64
 	TokenMintRate   int
-	LogFormat       string
-	APIKey          token.APIKey
+	// TokenMintRateTotal is the mint rate of all users together, per minute.
+	TokenMintRateTotal int
+	LogFormat          string
+	APIKey             token.APIKey
 
 	// DirectGrants turns direct mode on for these grants (empty: off); DirectTokenTTL
 	// (seconds, 2 to 120) is the longest direct token and DirectMintRate the direct mints
@@ -131,6 +133,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		"emulator audio pacing: 1 = real time, 0 = as fast as possible (env EMULATOR_PACE)")
 	fs.IntVar(&c.TokenMintRate, "token-mint-rate", envInt("TOKEN_MINT_RATE", 30),
 		"token mints per user per minute, bursts of half that (env TOKEN_MINT_RATE)")
+	fs.IntVar(&c.TokenMintRateTotal, "token-mint-rate-total",
+		envInt("TOKEN_MINT_RATE_TOTAL", 600), "token mints per minute for all users "+
+			"together, both token routes, bursts of a tenth (env TOKEN_MINT_RATE_TOTAL)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"),
 		"log format on stderr: text or json (env LOG_FORMAT)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", env("TLS_CERT_FILE", ""),
@@ -142,7 +147,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 			"empty: direct mode off (env DIRECT_GRANTS)")
 	fs.IntVar(&c.DirectTokenTTL, "direct-token-ttl", envInt("DIRECT_TOKEN_TTL", 60),
 		"longest direct token in seconds, 2 to 120 (env DIRECT_TOKEN_TTL)")
-	fs.IntVar(&c.DirectMintRate, "direct-mint-rate", envInt("DIRECT_MINT_RATE", 6),
+	fs.IntVar(&c.DirectMintRate, "direct-mint-rate", envInt("DIRECT_MINT_RATE", 20),
 		"direct token mints per user per minute, bursts of half that (env DIRECT_MINT_RATE)")
 	corsOrigins := fs.String("cors-origins", env("CORS_ORIGINS", ""),
 		"comma-separated exact origins whose pages may call the API with credentials; "+
@@ -191,6 +196,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.TokenTTL < 2 || c.TokenTTL > 3600 {
 		problems = append(problems, fmt.Errorf("TOKEN_TTL %d is outside 2..3600", c.TokenTTL))
+	}
+	if c.TokenMintRateTotal < 1 || c.TokenMintRateTotal > 600000 {
+		problems = append(problems, fmt.Errorf("TOKEN_MINT_RATE_TOTAL %d is outside "+
+			"1..600000 a minute", c.TokenMintRateTotal))
 	}
 	if c.TokenMintRate < 1 || c.TokenMintRate > 6000 {
 		problems = append(problems,

@@ -225,6 +225,7 @@ func compose(cfg config, a *app, upstream, kind string, logger *slog.Logger) (ht
 		Users:           dir,
 		TokenTTL:        time.Duration(cfg.TokenTTL) * time.Second,
 		MintLimit:       mintLimit(cfg.TokenMintRate),
+		MintLimitTotal:  totalMintLimit(cfg.TokenMintRateTotal),
 		DirectGrants:    cfg.DirectGrants,
 		DirectTokenTTL:  time.Duration(cfg.DirectTokenTTL) * time.Second,
 		DirectMintLimit: mintLimit(cfg.DirectMintRate),
@@ -239,6 +240,13 @@ func compose(cfg config, a *app, upstream, kind string, logger *slog.Logger) (ht
 func mintLimit(perMinute int) api.RateLimit {
 	return api.RateLimit{Every: time.Minute / time.Duration(perMinute),
 		Burst: max(1, perMinute/2)}
+}
+
+// totalMintLimit turns "n mints a minute for everyone" into a bucket of n/10 (at least 1):
+// smaller bursts than one user's, since it guards upstream's limit for the whole key.
+func totalMintLimit(perMinute int) api.RateLimit {
+	return api.RateLimit{Every: time.Minute / time.Duration(perMinute),
+		Burst: max(1, perMinute/10)}
 }
 
 // newSealer loads COOKIE_KEY_FILE, or makes a key that lives as long as the process.

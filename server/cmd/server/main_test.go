@@ -496,13 +496,22 @@ func TestDirectModeAndCORSConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DirectGrants != nil || c.DirectTokenTTL != 60 || c.DirectMintRate != 6 ||
-		c.CORSOrigins != nil {
-		t.Errorf("defaults: direct %v %d s %d/min, CORS %v; want off, 60, 6, none",
-			c.DirectGrants, c.DirectTokenTTL, c.DirectMintRate, c.CORSOrigins)
+	if c.DirectGrants != nil || c.DirectTokenTTL != 60 || c.DirectMintRate != 20 ||
+		c.CORSOrigins != nil || c.TokenMintRateTotal != 600 {
+		t.Errorf("defaults: direct %v %d s %d/min, CORS %v, total %d/min; "+
+			"want off, 60, 20, none, 600", c.DirectGrants, c.DirectTokenTTL, c.DirectMintRate,
+			c.CORSOrigins, c.TokenMintRateTotal)
 	}
-	if l := mintLimit(c.DirectMintRate); l.Every != 10*time.Second || l.Burst != 3 {
-		t.Errorf("direct limit %+v, want one per 10 s in bursts of 3", l)
+	if l := mintLimit(c.DirectMintRate); l.Every != 3*time.Second || l.Burst != 10 {
+		t.Errorf("direct limit %+v, want one per 3 s in bursts of 10", l)
+	}
+	if l := totalMintLimit(c.TokenMintRateTotal); l.Every != 100*time.Millisecond ||
+		l.Burst != 60 {
+		t.Errorf("total limit %+v, want one per 100 ms in bursts of 60", l)
+	}
+	if _, err := parseConfig([]string{"-token-mint-rate-total", "0"}, envOf(nil),
+		io.Discard); err == nil || !strings.Contains(err.Error(), "TOKEN_MINT_RATE_TOTAL") {
+		t.Errorf("a zero total rate: %v, want an error naming TOKEN_MINT_RATE_TOTAL", err)
 	}
 
 	env := envOf(map[string]string{"DIRECT_GRANTS": "tts, stt", "DIRECT_TOKEN_TTL": "120",
