@@ -183,7 +183,9 @@ func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, e
 			"notice", "POST /api/token/direct hands these tokens to pages, which call the "+
 				"upstream themselves; the proxy's per-user limits do not apply to those calls")
 	}
-	logger.Info("config", "config", cfg, "allowed_hosts", hosts)
+	// The effective values, not the raw settings: what a person reading the log needs.
+	cfg.Upstream, cfg.PublicOrigin, cfg.AllowedHosts = upstream, a.url, hosts
+	logger.Info("config", "config", cfg)
 
 	ok = true
 	return a, nil
