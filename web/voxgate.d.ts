@@ -317,11 +317,12 @@ export type ErrorCode =
   | "no_session" | "invalid_credentials" | "grant_forbidden" | "rate_limited"
   | "token_expired" | "no_token" | "upstream_error" | "upstream_timeout" | "bad_request"
   | "body_too_large" | "csrf_rejected" | "unsupported_media_type" | "host_rejected"
-  | "method_not_allowed" | "not_found"
+  | "method_not_allowed" | "not_found" | "direct_not_allowed" | "upstream_unavailable"
+  | "request_timeout" | "unavailable"
   // client codes
   | "network_error" | "aborted" | "closed" | "bad_response" | "invalid_request"
   | "http_error" | "margin_too_large" | "refresh_failed" | "load_failed" | "internal"
-  | "ws_refused" | "ws_closed" | "bad_event"
+  | "ws_refused" | "ws_closed" | "bad_event" | "token_echo_withheld"
   | (string & {});
 
 /** Every failure of the client rejects with a VoxgateError. */

@@ -247,5 +247,8 @@ func (c *Client) ttsOnce(ctx context.Context, secret string, body []byte) ([]byt
 	if err != nil {
 		return nil, readError(ctx, "POST", "/cartesia/tts/bytes", err)
 	}
+	if echoes(audio, secret) {
+		return nil, echoError(GrantTTS)
+	}
 	return audio, nil
 }

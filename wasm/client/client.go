@@ -17,6 +17,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -61,10 +62,12 @@ type Event struct {
 
 // Options configures a Client.
 type Options struct {
-	// BaseURL is the server's origin; empty means the page's own origin.
+	// BaseURL is the server's origin; empty means the page's own origin. A server on
+	// another origin must list the page's origin in its CORS_ORIGINS; calls then carry
+	// cookies (credentials "include").
 	//
-	// Limitation: requests use credentials "same-origin", so a BaseURL on another origin
-	// gets no cookies and every call fails with no_session; serve the page from the server.
+	// Limitation: the server's cookies are SameSite=Strict, so only a same-site BaseURL
+	// (a sibling subdomain) ever gets the session; a cross-site one fails with no_session.
 	BaseURL string
 
 	// Margin is how long before expiry a token is refreshed; zero means the tracker's
@@ -195,6 +198,14 @@ func (c *Client) refresh(ctx context.Context, grant string) (tracker.Token, erro
 		path, out = "/api/token/direct", &direct
 	}
 	err := c.callJSON(ctx, "POST", path, map[string]string{"grant": grant}, out)
+	var refused *Error
+	if errors.As(err, &refused) && refused.Code == "direct_not_allowed" {
+		// The deployment offers the grant directly, but not to this user (an agent grant
+		// limited to some agent ids, which only the proxy enforces): the proxy it is.
+		c.refuseDirect(grant)
+		path, out = "/api/token", &tok
+		err = c.callJSON(ctx, "POST", path, map[string]string{"grant": grant}, out)
+	}
 	if err == nil && path != "/api/token" {
 		tok = tracker.Token{Grant: direct.Grant, ExpiresIn: direct.ExpiresIn,
 			ExpiresAt: direct.ExpiresAt, ServerTime: direct.ServerTime, Secret: direct.Token}

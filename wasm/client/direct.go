@@ -3,6 +3,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
@@ -46,14 +47,18 @@ type DirectInfo struct {
 // redacted replaces a token wherever an upstream answer repeats it.
 const redacted = "[REDACTED]"
 
-// offer is what the client knows about direct mode: nil until /api/info answered.
+// offer is what the client knows about direct mode: loaded once /api/info has answered.
+// refused holds the grants the server would not mint directly for this user (403
+// direct_not_allowed: for example an agent grant limited to some agent ids); they use the
+// proxy for the rest of the page's life, whatever later offers say.
 type offer struct {
-	mu     sync.Mutex
-	loaded bool
-	grants map[string]bool
-	http   string // upstream origin, http(s)://host[:port]
-	ws     string // the same origin as ws(s)://
-	ver    string
+	mu      sync.Mutex
+	loaded  bool
+	grants  map[string]bool
+	refused map[string]bool
+	http    string // upstream origin, http(s)://host[:port]
+	ws      string // the same origin as ws(s)://
+	ver     string
 }
 
 // loadOffer asks /api/info once (until it answers) which grants go direct. Without an
@@ -110,7 +115,17 @@ func (c *Client) isDirect(grant string) bool {
 	}
 	c.offer.mu.Lock()
 	defer c.offer.mu.Unlock()
-	return c.offer.grants[grant]
+	return c.offer.grants[grant] && !c.offer.refused[grant]
+}
+
+// refuseDirect makes grant use the proxy from now on.
+func (c *Client) refuseDirect(grant string) {
+	c.offer.mu.Lock()
+	defer c.offer.mu.Unlock()
+	if c.offer.refused == nil {
+		c.offer.refused = map[string]bool{}
+	}
+	c.offer.refused[grant] = true
 }
 
 // directTarget returns the upstream origins and API version for direct calls.
@@ -154,7 +169,7 @@ func (c *Client) doDirect(ctx context.Context, secret string, req jsx.Request) (
 	if version != "" {
 		req.Header["Cartesia-Version"] = version
 	}
-	req.OmitCredentials = true
+	req.Credentials = "omit"
 
 	resp, err := jsx.Fetch(ctx, req)
 	if err != nil {
@@ -191,7 +206,10 @@ func decodeUpstreamError(resp *jsx.Response, secret string) *Error {
 	if !ok {
 		code = CodeUpstreamError
 	}
-	up := &Upstream{Status: resp.Status, RequestID: resp.Header("X-Request-Id")}
+	up := &Upstream{Status: resp.Status, RequestID: resp.Header("Cartesia-Request-Id")}
+	if up.RequestID == "" {
+		up.RequestID = resp.Header("X-Request-Id")
+	}
 	raw, _ := readLimited(resp, maxErrorBody)
 	var body struct {
 		ErrorCode string `json:"error_code"`
@@ -227,6 +245,25 @@ func decodeUpstreamError(resp *jsx.Response, secret string) *Error {
 	}
 	return &Error{Code: code, Status: resp.Status, Message: msg,
 		Upstream: up, RetryAfter: retryAfter(resp)}
+}
+
+// echoes reports whether data holds secret, as is or URL-escaped: the proxy's check on
+// relayed answers (server/proxy/echo.go), done here for the calls the proxy never sees.
+func echoes(data []byte, secret string) bool {
+	if secret == "" {
+		return false
+	}
+	if bytes.Contains(data, []byte(secret)) {
+		return true
+	}
+	esc := url.QueryEscape(secret)
+	return esc != secret && bytes.Contains(data, []byte(esc))
+}
+
+// echoError is the error a call or stream ends with when the upstream repeated its token.
+func echoError(grant string) *Error {
+	return &Error{Code: CodeTokenEcho, Grant: grant,
+		Message: "the upstream repeated the access token in its answer; the answer was withheld"}
 }
 
 // scrub removes secret (also URL-escaped) from s.

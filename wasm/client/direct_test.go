@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/voxgate/voxgate/wasm/cartesia"
 )
 
 // upstream is where the fake direct offer points. Nothing listens there: the fake fetch
@@ -311,5 +314,119 @@ func TestDirectSocketCloseReasonNeverRepeatsTheToken(t *testing.T) {
 		if st := wsClosedWithin(t, sock.Closed); st != (CloseStatus{4001, tt.want}) {
 			t.Errorf("close %d: Closed = %+v, want 4001 %q", i+1, st, tt.want)
 		}
+	}
+}
+
+func TestDirectNotAllowedFallsBackToTheProxy(t *testing.T) {
+	f := installFetch(t, func(r request) answer {
+		switch r.url {
+		case "/api/token/direct":
+			return errorAnswer(403, "direct_not_allowed")
+		case "/cartesia/tts/bytes":
+			return audio
+		}
+		return directServer(audio)(r)
+	})
+	c := newClient(t, nil)
+
+	for range 2 {
+		if _, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`)); err != nil {
+			t.Fatalf("TTSBytes: %v", err)
+		}
+	}
+	if f.count("/api/token/direct") != 1 || f.count("/api/token") != 1 ||
+		f.count("/cartesia/tts/bytes") != 2 || f.count(upstream+"/tts/bytes") != 0 {
+		t.Fatalf("requests = %+v, want one refused direct mint, then the proxy", f.all())
+	}
+	if c.Tokens().State(GrantTTS).Direct {
+		t.Fatal("a refused grant still reports direct")
+	}
+}
+
+func TestDirectAnswerRepeatingTheTokenIsWithheld(t *testing.T) {
+	installFetch(t, directServer(answer{status: 200, body: "RIFF...tok-1...",
+		header: map[string]string{"Content-Type": "audio/wav"}}))
+	c := newClient(t, nil)
+
+	got, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeTokenEcho || got != nil {
+		t.Fatalf("TTSBytes = %q, %v; want nothing and token_echo_withheld", got, err)
+	}
+	if strings.Contains(fmt.Sprintf("%v %+v", e, *e), "tok-1") {
+		t.Fatal("the error repeats the token")
+	}
+}
+
+func TestDirectSocketMessageRepeatingTheTokenEndsTheStream(t *testing.T) {
+	class := wsFakeInstall(t)
+	installFetch(t, func(r request) answer {
+		if r.url == "/api/token/direct" {
+			return answer{status: 200, body: `{"token":"tok-ws","grant":"stt","grants":["stt"],` +
+				`"expires_in":59,"expires_at":1772366459000,"server_time":1772366400000}`}
+		}
+		if r.url == "/api/info" {
+			return answer{status: 200, body: `{"upstream":"emulator","grants":["stt"],` +
+				`"direct":{"grants":["stt"],"upstream":"` + upstream + `",` +
+				`"cartesia_version":"2025-04-16","max_ttl":60}}`}
+		}
+		return errorAnswer(404, "not_found")
+	})
+	c := newClient(t, nil)
+
+	stt, err := c.STTWebSocket(context.Background(), cartesia.STTOptions{
+		Model: "ink-whisper", Encoding: "pcm_s16le", SampleRate: 16000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := wsFakeNth(t, class, 1)
+	wsFakeCall(t, sock, "serverText", `{"type":"transcript","text":"ok","is_final":true}`)
+	wsFakeCall(t, sock, "serverText", `{"type":"transcript","text":"tok-ws","is_final":true}`)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ev, err := stt.Next(ctx); err != nil || ev.Text != "ok" {
+		t.Fatalf("first event = %+v, %v", ev, err)
+	}
+	ev, err := stt.Next(ctx)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeTokenEcho {
+		t.Fatalf("second event = %+v, %v; want token_echo_withheld", ev, err)
+	}
+	if st := wsClosedWithin(t, stt.Closed); st.Code != 4011 {
+		t.Fatalf("Closed = %+v, want the client's 4011", st)
+	}
+}
+
+func TestDirectErrorKeepsCartesiasRequestIDAndCapsRetryAfter(t *testing.T) {
+	installFetch(t, directServer(answer{status: 429, body: `{"message":"slow down"}`,
+		header: map[string]string{"Cartesia-Request-Id": "req-7", "Retry-After": "86400"}}))
+	c := newClient(t, nil)
+
+	_, err := c.TTSBytes(context.Background(), jsonBody(`{"transcript":"hi"}`))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != "rate_limited" || e.Upstream == nil ||
+		e.Upstream.RequestID != "req-7" || e.RetryAfter != 5*time.Minute {
+		t.Fatalf("error = %#v, want rate_limited, request id req-7, Retry-After 5 min", err)
+	}
+}
+
+func TestBaseURLCallsIncludeCredentials(t *testing.T) {
+	f := installFetch(t, func(r request) answer {
+		return answer{status: 200, body: infoAnswer}
+	})
+	c := New(Options{NoProactive: true, BaseURL: "http://127.0.0.1:9"})
+	t.Cleanup(c.Close)
+	if _, err := c.Info(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	own := newClient(t, nil)
+	if _, err := own.Info(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.all()
+	if reqs[0].credentials != "include" || reqs[1].credentials != "same-origin" {
+		t.Fatalf("credentials %q and %q, want include with a BaseURL and same-origin "+
+			"without", reqs[0].credentials, reqs[1].credentials)
 	}
 }

@@ -46,6 +46,11 @@ const (
 	// CodeUpstreamError: Cartesia sent an error event on a stream (SSE or WebSocket); the
 	// server uses the same code for the HTTP errors it relays.
 	CodeUpstreamError = "upstream_error"
+
+	// CodeTokenEcho: the upstream repeated a direct-mode token in an answer or a stream
+	// message. The answer was withheld (and the stream ended) so that page JavaScript
+	// never receives the token.
+	CodeTokenEcho = "token_echo_withheld"
 )
 
 // Error is every failure the client reports: the server's JSON error, or a client code.

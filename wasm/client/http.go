@@ -33,6 +33,11 @@ func (c *Client) do(ctx context.Context, req jsx.Request) (*jsx.Response, error)
 		req.Header = map[string]string{}
 	}
 	req.Header["X-CSRF"] = "1" // required on every cookie-authenticated call
+	if c.base != "" {
+		// A server named by BaseURL may be on another (CORS_ORIGINS) origin; "include"
+		// sends its cookies there too, and is "same-origin" for the page's own.
+		req.Credentials = "include"
+	}
 
 	resp, err := jsx.Fetch(ctx, req)
 	if err != nil {
@@ -135,6 +140,9 @@ func readLimited(resp *jsx.Response, limit int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(body, limit))
 }
 
+// maxRetryAfterSeconds caps a Retry-After, as the server does (token.MaxRetryAfter).
+const maxRetryAfterSeconds = 300
+
 // retryAfter reads a Retry-After header given in seconds (the form the server uses).
 //
 // Limitation: the HTTP-date form of Retry-After is ignored (read as no delay).
@@ -147,5 +155,7 @@ func retryAfter(resp *jsx.Response) time.Duration {
 	if err != nil || secs < 0 {
 		return 0
 	}
-	return time.Duration(secs) * time.Second
+	// The server never asks for more than five minutes; an upstream answering a direct
+	// call might, and a page must not stay stuck for longer on its word.
+	return time.Duration(min(secs, maxRetryAfterSeconds)) * time.Second
 }

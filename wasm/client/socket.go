@@ -45,6 +45,7 @@ const (
 const (
 	closeNormal = 1000
 	closeTooBig = 4009 // our 4xxx twin of 1009, which browsers refuse to send
+	closeEcho   = 4011 // our 4xxx twin of 1011: the upstream sent what must not be passed on
 	closeNoCode = 1005 // no status code was received
 )
 
@@ -59,6 +60,9 @@ const (
 	// token's random part are far more than an innocent reason shares with it by chance.
 	tokenRun = 16
 )
+
+// errEcho ends a direct socket whose upstream repeated the token in a message.
+var errEcho = errors.New("the upstream repeated the token")
 
 // CloseStatus is how a WebSocket ended: the close code and reason, as received from the
 // server, or as sent when the client closed first. 1006 means the connection was lost.
@@ -125,7 +129,7 @@ func (c *Client) dial(ctx context.Context, grant, path, query string,
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		conn, err := jsx.Dial(dctx, url) // closes a socket still opening when dctx ends
 		cancel()
-		url = "" // a direct URL carries the token: let it go at once
+		url = "" // a direct URL carries the token: do not keep it reachable longer than needed
 		if err != nil && secret != "" {
 			// The error's text leaves the query out, but its URL field keeps the token.
 			err = errors.New(err.Error())
@@ -188,6 +192,10 @@ func (s *socket) read() {
 			s.finish(err)
 			return
 		}
+		if echoes(data, s.secret) {
+			s.finish(errEcho)
+			return
+		}
 		m := message{binary: binary, data: data}
 		if s.watch != nil {
 			s.watch(m)
@@ -207,6 +215,9 @@ func (s *socket) finish(err error) {
 	var closed *jsx.CloseError
 	switch {
 	case errors.As(err, &closed):
+	case errors.Is(err, errEcho):
+		s.readErr = echoError(s.grant)
+		s.Close(closeEcho, "token echo withheld")
 	case errors.As(err, &tooBig):
 		s.readErr = &Error{Code: CodeBadEvent, Grant: s.grant, Err: err,
 			Message: fmt.Sprintf("a message exceeded %d bytes", readLimit)}
@@ -231,7 +242,7 @@ func (s *socket) finish(err error) {
 	} else {
 		s.status = CloseStatus{Code: closed.Code, Reason: scrubReason(closed.Reason, s.secret)}
 	}
-	s.secret = "" // the socket has no further use for the token
+	s.secret = "" // nothing here needs the token any more; do not keep it reachable
 	close(s.ended)
 }
 

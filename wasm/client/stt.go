@@ -213,6 +213,9 @@ func (c *Client) transcribe(ctx context.Context, path string, audio Audio,
 		if err != nil {
 			return nil, readError(ctx, "POST", path, err)
 		}
+		if echoes(b, secret) {
+			return nil, echoError(GrantSTT)
+		}
 		return b, nil
 	})
 	if err != nil {

@@ -26,7 +26,8 @@ type TTSStream struct {
 	opened bool
 	resp   io.ReadCloser
 	events *sse.Reader
-	err    error // sticky: the stream ended
+	err    error  // sticky: the stream ended
+	secret string // the direct-mode token the stream was opened with, "" through the proxy
 }
 
 // TTSSSE starts a streaming synthesis. req is Cartesia's /tts/sse body (a TTSRequest with
@@ -68,6 +69,9 @@ func (s *TTSStream) Next() (cartesia.TTSEvent, error) {
 			return s.fail(readError(s.ctx, "POST", ttsSSEPath, err))
 		}
 
+		if echoes([]byte(frame.Data), s.secret) || echoes([]byte(frame.Type), s.secret) {
+			return s.fail(echoError(GrantTTS))
+		}
 		ev, err := cartesia.DecodeTTSEvent([]byte(frame.Data))
 		if err != nil && frame.Type == "error" {
 			// An error frame whose data is not an event still ends the stream as an error.
@@ -93,6 +97,7 @@ const ttsSSEPath = "/cartesia/tts/sse"
 // open sends the request, refreshing and retrying once on a rejected token.
 func (s *TTSStream) open() error {
 	resp, err := withToken(s.ctx, s.c, GrantTTS, func(secret string) (*jsx.Response, error) {
+		s.secret = secret
 		return s.c.call(s.ctx, secret, jsx.Request{Method: "POST", URL: ttsSSEPath, Body: s.body,
 			Header: map[string]string{"Content-Type": "application/json",
 				"Accept": "text/event-stream"}})

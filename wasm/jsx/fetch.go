@@ -30,10 +30,11 @@ type Request struct {
 	// Body; the browser then sets the Content-Type (for FormData, with its boundary).
 	JSBody safejs.Value
 
-	// OmitCredentials sends no cookies even to the page's own origin: for calls that carry
-	// their credential in a header (direct mode), so that no cookie goes where it is not
-	// needed and a cross-origin call stays a CORS request without credentials.
-	OmitCredentials bool
+	// Credentials is fetch's credentials mode: "" means "same-origin" (cookies go to the
+	// page's own origin only); "omit" sends none, for calls that carry their credential in
+	// a header (direct mode); "include" also sends them to another origin that allows it
+	// by CORS (a voxgate server on a sibling origin, see the server's CORS_ORIGINS).
+	Credentials string
 }
 
 // FetchError is a fetch that got no HTTP answer: a network failure, a CORS refusal, or
@@ -72,8 +73,8 @@ type Response struct {
 }
 
 // Fetch sends req with the browser's fetch and waits for the response head. Cookies are
-// sent for same-origin requests only (credentials "same-origin", or none with
-// OmitCredentials) and the HTTP cache is bypassed. When ctx ends, the request, or the body being read, is aborted.
+// sent as req.Credentials says (by default to the same origin only) and the HTTP cache is
+// bypassed. When ctx ends, the request, or the body being read, is aborted.
 func Fetch(ctx context.Context, req Request) (*Response, error) {
 	method := req.Method
 	if method == "" {
@@ -103,9 +104,9 @@ func Fetch(ctx context.Context, req Request) (*Response, error) {
 	for k, v := range req.Header {
 		headers[k] = v
 	}
-	credentials := "same-origin"
-	if req.OmitCredentials {
-		credentials = "omit"
+	credentials := req.Credentials
+	if credentials == "" {
+		credentials = "same-origin"
 	}
 	init := map[string]any{
 		"method":      method,
