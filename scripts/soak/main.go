@@ -79,8 +79,8 @@ func main() {
 		"mean random pause between one loop's calls (uniform 0..2*gap)")
 	flag.StringVar(&s.Server, "server", "bin/server", "the server binary")
 	flag.StringVar(&s.Chromium, "chromium", "/usr/bin/chromium", "the Chromium binary")
-	flag.StringVar(&s.Out, "out", "",
-		"where to write the results (default scripts/soak/RESULTS.md, or RESULTS-direct.md with -direct)")
+	flag.StringVar(&s.Out, "out", "", "where to write the results "+
+		"(default scripts/soak/RESULTS.md, or RESULTS-direct.md with -direct)")
 	flag.Parse()
 	if s.Out == "" {
 		s.Out = "scripts/soak/RESULTS.md"

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
 	"sync"
@@ -242,9 +241,9 @@ func New(cfg Config) (http.Handler, error) {
 }
 
 func newServer(cfg Config) (*server, error) {
-	origin, host, err := parseOrigin(cfg.PublicOrigin)
+	origin, host, err := proxy.ParseOrigin(cfg.PublicOrigin)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("api: public origin: %w", err)
 	}
 	if cfg.Minter == nil || cfg.Sealer == nil || cfg.Users == nil || cfg.Static == nil {
 		return nil, errors.New("api: Minter, Sealer, Users and Static are required")
@@ -292,9 +291,9 @@ func newServer(cfg Config) (*server, error) {
 		}
 		corsOrigins[o] = true
 	}
-	upstreamOrigin, err := bareOrigin(cfg.Upstream)
+	upstreamOrigin, _, err := proxy.ParseOrigin(cfg.Upstream)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("api: upstream: %w", err)
 	}
 
 	s := &server{
@@ -360,25 +359,6 @@ func orDefault(l, def RateLimit) RateLimit {
 		return def
 	}
 	return l
-}
-
-// bareOrigin reduces an upstream URL to scheme://host[:port]; the proxy checks the rest.
-func bareOrigin(upstream string) (string, error) {
-	u, err := url.Parse(upstream)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("api: upstream %q is not an http(s) origin", upstream)
-	}
-	return u.Scheme + "://" + u.Host, nil
-}
-
-// parseOrigin accepts exactly scheme://host[:port] and returns it with its host part.
-func parseOrigin(s string) (origin, host string, err error) {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
-		return "", "", fmt.Errorf("api: public origin %q is not scheme://host[:port]", s)
-	}
-	return u.Scheme + "://" + u.Host, u.Host, nil
 }
 
 // isLoopbackHost reports whether host (with or without a port) names this machine.

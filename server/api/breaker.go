@@ -194,6 +194,18 @@ func (b *breaker) record(t ticket, err error) {
 	}
 }
 
+// abandon ends a mint that allow let through but that brought no answer at all: the
+// Minter panicked. Like a transport failure it teaches nothing about the budget, but a
+// probe must still end, or the half-open circuit would refuse every later mint, each
+// told to retry in probeWait, until a restart.
+func (b *breaker) abandon(t ticket) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t.probe && t.gen == b.gen {
+		b.probing = false
+	}
+}
+
 // trip opens the circuit (again, when a probe failed) for the cool-down err asks for,
 // and logs one alert-worthy upstream_quota event. The event carries what the upstream
 // said about itself, never a credential: UpstreamError fields are already redacted.

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/voxgate/voxgate/server/proxy"
 )
 
 // CORS answers for Config.CORSOrigins. Only what the page's calls need is approved: the
@@ -15,6 +17,11 @@ const (
 	corsAllowMethods = "GET, POST"
 	corsAllowHeaders = "content-type, x-csrf"
 	corsMaxAge       = "600"
+	// corsExposeHeaders are the answer headers beyond the CORS-safelisted ones that a
+	// listed origin's script may read, as a same-origin page can: Retry-After, which the
+	// client backs off by, and the upstream ids the proxy relays (proxy's responseHeaders),
+	// for support requests and saved files.
+	corsExposeHeaders = "Retry-After, Cartesia-Request-Id, Cartesia-File-Id"
 )
 
 // CheckCORSOrigin accepts an origin for Config.CORSOrigins: scheme://host[:port] exactly
@@ -27,7 +34,7 @@ func CheckCORSOrigin(origin string) error {
 		return fmt.Errorf("api: CORS origin %q is refused: list exact origins "+
 			"such as https://app.example.com", origin)
 	}
-	canonical, _, err := parseOrigin(origin)
+	canonical, _, err := proxy.ParseOrigin(origin)
 	if err != nil {
 		return fmt.Errorf("api: CORS origin %q is not scheme://host[:port]", origin)
 	}
@@ -110,6 +117,7 @@ func (s *server) cors(w http.ResponseWriter, r *http.Request) bool {
 	h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
 	h.Set("Access-Control-Allow-Credentials", "true")
 	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
 		return false
 	}
 

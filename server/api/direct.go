@@ -114,8 +114,7 @@ func (s *server) admitDirect(w http.ResponseWriter, sess session.Session,
 	if !s.admitPolicy(w, sess, grant) {
 		return false
 	}
-	anyAgent := len(sess.Agents) == 1 && sess.Agents[0] == session.AnyAgent
-	if grant == token.Agent && !anyAgent {
+	if grant == token.Agent && !sess.AllowsEveryAgent() {
 		s.directRefused(w, sess, grant, "agent_list",
 			"your account may call only some agents, which only the proxy can enforce; "+
 				"use the agent grant through the proxy")

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,9 @@ import (
 	"github.com/voxgate/voxgate/server/token"
 )
 
-// tokenRequest is the body of POST /api/token and /api/token/direct. ExpiresIn stays raw so that only a plain
-// JSON integer is accepted: "60", 60.5 and 6e1 are refused rather than coerced.
+// tokenRequest is the body of POST /api/token and /api/token/direct. ExpiresIn stays raw
+// so that only a plain JSON integer is accepted: "60", 60.5 and 6e1 are refused rather
+// than coerced.
 type tokenRequest struct {
 	Grant     *string         `json:"grant"`
 	ExpiresIn json.RawMessage `json:"expires_in"`
@@ -32,7 +34,7 @@ type tokenInfo struct {
 
 var plainInteger = regexp.MustCompile(`^-?[0-9]{1,10}$`)
 
-// mintRoute is what differs between the two token routes; minted runs the steps they
+// mintRoute is what differs between the two token routes; mint runs the steps they
 // share.
 type mintRoute struct {
 	// maxTTL caps the lifetime a request may ask for (and the user's maximum caps it
@@ -164,8 +166,7 @@ func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (min
 		s.quotaRefused(w, sess, grant, refused)
 		return minted{}, false
 	}
-	tok, err := s.cfg.Minter.Mint(r.Context(), grant, ttl)
-	s.recordMint(leave, sess.User, grant, err)
+	tok, err := s.callMinter(r.Context(), leave, sess.User, grant, ttl)
 	if err != nil {
 		s.mintFailed(w, r, sess, grant, err)
 		return minted{}, false
@@ -175,6 +176,28 @@ func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (min
 	// own stopwatch started, so they give up on the token no later than tok.ExpiresAt.
 	secs := max(int((ttl-token.ExpiryResolution)/time.Second), 1)
 	return minted{sess: sess, tok: tok, secs: secs}, true
+}
+
+// callMinter asks the Minter for a token and tells the breakers what came of it, on every
+// path: a Minter that panics (net/http recovers the panic and drops the connection) ends
+// its mint as abandoned, so that a probe of a half-open circuit never stays in flight.
+// The panic itself goes on to net/http, which logs it: it is a bug, not an upstream
+// answer, and must not read like one.
+func (s *server) callMinter(ctx context.Context, leave ticket, user string, grant token.Grant,
+	ttl time.Duration) (token.Token, error) {
+	answered := false
+	defer func() {
+		if !answered {
+			s.quota.abandon(leave)
+			s.log.Error("token_mint_failed", "reason", "minter_panic", "user", user,
+				"grant", string(grant), "probe", leave.probe)
+		}
+	}()
+
+	tok, err := s.cfg.Minter.Mint(ctx, grant, ttl)
+	answered = true
+	s.recordMint(leave, user, grant, err)
+	return tok, err
 }
 
 // recordMint tells the breakers what upstream answered a mint. A 429 that is not the

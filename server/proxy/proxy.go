@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"mime"
@@ -138,8 +139,8 @@ type Config struct {
 	HTTPPerUserGrant int
 
 	// SpoolDir is where uploads larger than a small in-memory buffer are spooled while
-	// they are checked; empty means os.TempDir(). When set, New checks that it is an
-	// existing directory. Spool files are created 0600, unlinked as soon as they are open
+	// they are checked; empty means os.TempDir(). When set, New checks it with
+	// CheckSpoolDir. Spool files are created 0600, unlinked as soon as they are open
 	// where the system allows it, and removed in any case when the call ends, panics
 	// included.
 	SpoolDir string
@@ -183,10 +184,13 @@ type Proxy struct {
 
 // New checks the configuration and returns a Proxy.
 func New(cfg Config) (*Proxy, error) {
-	u, err := url.Parse(cfg.Upstream)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || u.RawQuery != "" || (u.Path != "" && u.Path != "/") {
-		return nil, fmt.Errorf("proxy: upstream %q is not a bare http(s) origin", cfg.Upstream)
+	upstream, _, err := ParseOrigin(cfg.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: upstream: %w", err)
+	}
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: upstream %q: %w", upstream, err)
 	}
 	if cfg.Version == "" || cfg.Sealer == nil || cfg.Sessions == nil {
 		return nil, errors.New("proxy: Version, Sealer and Sessions are required")
@@ -218,7 +222,7 @@ func New(cfg Config) (*Proxy, error) {
 	orDefault(&cfg.SpoolTotal, DefaultSpoolTotal)
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = os.TempDir()
-	} else if err := checkSpoolDir(cfg.SpoolDir); err != nil {
+	} else if err := CheckSpoolDir(cfg.SpoolDir); err != nil {
 		return nil, err
 	}
 
@@ -231,7 +235,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.originPatterns = []string{matchLiteral(cfg.Origin)}
 	}
 	for _, o := range cfg.ExtraOrigins {
-		if !isBareOrigin(o) {
+		if !IsExactOrigin(o) {
 			return nil, fmt.Errorf("proxy: extra WebSocket origin %q is not "+
 				"scheme://host[:port]", o)
 		}
@@ -241,32 +245,37 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// isBareOrigin reports whether s is exactly scheme://host[:port] for http or https, the
-// form an Origin header takes; anything else could never match one byte for byte.
-func isBareOrigin(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
-		u.Scheme+"://"+u.Host == s
-}
-
-// checkSpoolDir reports a configured spool directory that does not exist or is not a
-// directory, so that a typo fails the start rather than the first large upload.
-func checkSpoolDir(dir string) error {
+// CheckSpoolDir makes sure dir (Config.SpoolDir) is an existing directory the server can
+// create files in, so that a typo or a read-only mount fails the start rather than every
+// upload too large for memory. It creates a probe file there and removes it at once.
+func CheckSpoolDir(dir string) error {
 	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("proxy: spool directory: %w", err)
-	}
-	if !fi.IsDir() {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("proxy: spool directory %q does not exist", dir)
+	case err != nil:
+		return fmt.Errorf("proxy: spool directory %q: %w", dir, err)
+	case !fi.IsDir():
 		return fmt.Errorf("proxy: spool directory %q is not a directory", dir)
+	}
+
+	f, err := os.CreateTemp(dir, "voxgate-probe-*")
+	if err != nil {
+		return fmt.Errorf("proxy: spool directory %q is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	if err := errors.Join(f.Close(), os.Remove(name)); err != nil {
+		return fmt.Errorf("proxy: spool directory %q: remove the probe file: %w", dir, err)
 	}
 	return nil
 }
 
 // Handler serves one route. The caller registers it under its own prefix and method.
 //
-// Requests that are refused before their body is read leave that body to net/http,
-// which waits for it without a deadline; mount the handler behind a per-request body
-// deadline (package api does) so that a body that never comes cannot hold a connection.
+// Limitation: requests that are refused before their body is read leave that body to
+// net/http, which waits for it without a deadline; mount the handler behind a per-request
+// body deadline (package api does) so that a body that never comes cannot hold a
+// connection.
 func (p *Proxy) Handler(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{p: p, rt: rt, route: r.URL.Path, start: time.Now(), status: http.StatusOK}

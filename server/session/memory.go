@@ -29,9 +29,10 @@ type MemoryConfig struct {
 
 // Memory is the in-process Store.
 //
-// Limitation: sessions live in this process's memory. A restart signs everyone out, and
-// several replicas behind one origin would each know only their own sessions; a shared
-// store must implement Store for that.
+// Limitation: sessions live in this process's memory. A restart signs everyone out (the
+// sockets it closed reconnect only after their user signs in again: each upgrade is
+// answered 401 no_session until then), and several replicas behind one origin would each
+// know only their own sessions; a shared store must implement Store for that.
 type Memory struct {
 	idle, absolute time.Duration
 	max            int

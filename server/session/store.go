@@ -57,6 +57,10 @@ func (s Session) Allows(g token.Grant) bool { return slices.Contains(s.Grants, g
 // AllowsAgent reports whether the session's user may call agent id (see User.AllowsAgent).
 func (s Session) AllowsAgent(id string) bool { return agentAllowed(s.Agents, id) }
 
+// AllowsEveryAgent reports whether the session's agent list is exactly [AnyAgent]: no
+// agent id is off limits, so nothing is left that only the proxy could enforce.
+func (s Session) AllowsEveryAgent() bool { return isAnyAgent(s.Agents) }
+
 // Store keeps sessions server-side. Implementations enforce the idle and absolute
 // timeouts in Get and Touch: an expired session is reported as ErrExpired and removed.
 type Store interface {

@@ -41,8 +41,8 @@ const EventSessionEnd = "sessionend"
 const DefaultWake = time.Second
 
 // Event is a token event from the tracker (refresh, refresherror, expiring, expired) or
-// EventSessionEnd. (voxgate.js derives "streamend" from the sockets' close status, which
-// Go programs read with Closed.)
+// EventSessionEnd. Limitation: Go programs get no "streamend" event; voxgate.js derives
+// it from the sockets' close status, which Go programs read with Closed.
 type Event struct {
 	// Type is tracker.EventRefresh, ..., or EventSessionEnd.
 	Type string

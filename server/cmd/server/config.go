@@ -6,17 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/voxgate/voxgate/server/api"
+	"github.com/voxgate/voxgate/server/proxy"
 	"github.com/voxgate/voxgate/server/token"
 )
 
@@ -260,32 +259,14 @@ func parseCORSOrigins(list string) ([]string, error) {
 	return origins, nil
 }
 
-// checkSpoolDir makes sure SPOOL_DIR names a directory the server can create files in,
-// so that a typo or a read-only mount fails the start rather than every upload over the
-// in-memory threshold. Empty (the system temp directory) is not checked. The probe file
-// is removed at once.
+// checkSpoolDir checks SPOOL_DIR before anything listens (see proxy.CheckSpoolDir), so
+// that the error names the variable. Empty (the system temp directory) is not checked.
 func checkSpoolDir(dir string) error {
 	if dir == "" {
 		return nil
 	}
-	fi, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("SPOOL_DIR %q does not exist", dir)
-	case err != nil:
-		return fmt.Errorf("SPOOL_DIR %q: %w", dir, err)
-	case !fi.IsDir():
-		return fmt.Errorf("SPOOL_DIR %q is not a directory", dir)
-	}
-
-	f, err := os.CreateTemp(dir, "voxgate-probe-*")
-	if err != nil {
-		return fmt.Errorf("SPOOL_DIR %q is not writable: %w", dir, err)
-	}
-	name := f.Name()
-	err = errors.Join(f.Close(), os.Remove(name))
-	if err != nil {
-		return fmt.Errorf("SPOOL_DIR %q: remove the probe file: %w", dir, err)
+	if err := proxy.CheckSpoolDir(dir); err != nil {
+		return fmt.Errorf("SPOOL_DIR: %w", err)
 	}
 	return nil
 }
@@ -354,6 +335,59 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// checkDirectReach refuses direct mode (DIRECT_GRANTS) when pages served from
+// publicOrigin could not call upstream themselves, so that the start fails with the
+// variables to change rather than every direct call failing in the browser:
+//   - an https page calling a plain-http upstream off loopback is mixed content, which
+//     browsers block for fetch and ws:// alike (UPSTREAM_URL refuses such an upstream
+//     with a key anyway; this keeps direct mode safe if that rule ever loosens);
+//   - an upstream on loopback (the built-in emulator, or a local one at UPSTREAM_URL)
+//     with a PUBLIC_ORIGIN host off loopback: the page runs on another machine, whose own
+//     loopback has no upstream.
+//
+// Browsers count http://127.0.0.1, http://[::1] and http://localhost as secure, so a
+// loopback upstream from a loopback https page passes.
+//
+// Limitation: a PUBLIC_ORIGIN host name that only this machine maps to loopback (an
+// /etc/hosts entry) is refused with the emulator too, although a browser on this machine
+// could reach it; use localhost or 127.0.0.1 there.
+func checkDirectReach(direct []token.Grant, publicOrigin, upstream string) error {
+	if len(direct) == 0 {
+		return nil
+	}
+	page, err := url.Parse(publicOrigin)
+	if err != nil {
+		return fmt.Errorf("PUBLIC_ORIGIN %q: %w", publicOrigin, err)
+	}
+	up, err := url.Parse(upstream)
+	if err != nil {
+		return fmt.Errorf("upstream %q: %w", upstream, err)
+	}
+
+	upLoopback := isLoopback(up.Hostname())
+	if page.Scheme == "https" && up.Scheme == "http" && !upLoopback {
+		return fmt.Errorf("DIRECT_GRANTS is set, but PUBLIC_ORIGIN %q is https and the "+
+			"upstream %q plain http: browsers block such mixed content, so no direct call "+
+			"could work; give UPSTREAM_URL an https:// upstream or unset DIRECT_GRANTS",
+			publicOrigin, upstream)
+	}
+	if upLoopback && !isLoopbackPageHost(page.Hostname()) {
+		return fmt.Errorf("DIRECT_GRANTS is set, but the upstream %q is on this machine's "+
+			"loopback (the built-in emulator, or UPSTREAM_URL) while PUBLIC_ORIGIN %q is not: "+
+			"pages there would call their own machine; unset DIRECT_GRANTS, serve pages from "+
+			"a loopback PUBLIC_ORIGIN, or set CARTESIA_API_KEY and an UPSTREAM_URL that "+
+			"browsers can reach", upstream, publicOrigin)
+	}
+	return nil
+}
+
+// isLoopbackPageHost reports whether a browser resolves a page's host to its own
+// loopback: isLoopback's hosts, and any name under .localhost, which browsers map there
+// themselves.
+func isLoopbackPageHost(host string) bool {
+	return isLoopback(host) || strings.HasSuffix(strings.ToLower(host), ".localhost")
+}
+
 // originDefaults fills PUBLIC_ORIGIN from the scheme served and the address actually bound
 // (so port 0 works) and ALLOWED_HOSTS from PUBLIC_ORIGIN, adding localhost:<port> when
 // bound to loopback.
@@ -364,23 +398,22 @@ func originDefaults(publicOrigin string, allowed []string, scheme string,
 		return "", nil, fmt.Errorf("listener address %v is not TCP", bound)
 	}
 
-	origin := strings.TrimSuffix(publicOrigin, "/")
+	origin := publicOrigin
 	if origin == "" {
 		origin = scheme + "://" + tcp.String()
 	}
-	u, err := url.Parse(origin)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.Path != "" || u.RawQuery != "" || u.User != nil {
+	origin, host, err := proxy.ParseOrigin(origin)
+	if err != nil {
 		return "", nil, fmt.Errorf("PUBLIC_ORIGIN %q is not scheme://host[:port]", publicOrigin)
 	}
 
 	if len(allowed) > 0 {
 		return origin, allowed, nil
 	}
-	hosts := []string{u.Host}
+	hosts := []string{host}
 	if tcp.IP.IsLoopback() {
 		local := net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
-		if local != u.Host {
+		if local != host {
 			hosts = append(hosts, local)
 		}
 	}
@@ -394,20 +427,18 @@ func checkUpstream(raw string) (string, error) {
 	if raw == "" {
 		return defaultUpstream, nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
-		(u.Path != "" && u.Path != "/") {
-		return "", fmt.Errorf("UPSTREAM_URL %q is not a bare scheme://host[:port] origin", raw)
+	origin, _, err := proxy.ParseOrigin(raw)
+	if err != nil {
+		return "", fmt.Errorf("UPSTREAM_URL %q is not a bare origin: https://host[:port] "+
+			"(or http to loopback)", raw)
 	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopback(u.Hostname()) {
-			return "", fmt.Errorf("UPSTREAM_URL %q: plain http is only allowed to a loopback "+
-				"host; the API key would cross the network in clear text", raw)
-		}
-	default:
-		return "", fmt.Errorf("UPSTREAM_URL %q must be https (or http to loopback)", raw)
+	u, err := url.Parse(origin)
+	if err != nil {
+		return "", fmt.Errorf("UPSTREAM_URL %q: %w", raw, err)
 	}
-	return u.Scheme + "://" + u.Host, nil
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return "", fmt.Errorf("UPSTREAM_URL %q: plain http is only allowed to a loopback "+
+			"host; the API key would cross the network in clear text", raw)
+	}
+	return origin, nil
 }

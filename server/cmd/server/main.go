@@ -151,6 +151,10 @@ func start(cfg config, getenv func(string) string, logger *slog.Logger) (*app, e
 		return nil, err
 	}
 
+	if err := checkDirectReach(cfg.DirectGrants, a.url, upstream); err != nil {
+		return nil, err
+	}
+
 	handler, err := compose(cfg, a, upstream, kind, logger)
 	if err != nil {
 		return nil, err
