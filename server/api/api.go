@@ -208,6 +208,8 @@ type server struct {
 	// holds the users cooling down after a 429 that was theirs alone.
 	quota     *breaker
 	coolDowns *coolDowns
+	// inFlight caps each user's mints waiting for upstream, on both token routes.
+	inFlight *mintsInFlight
 	// directGrants is Config.DirectGrants as a set (empty: direct mode off) and
 	// directLimits the direct route's own bucket per user.
 	directGrants map[token.Grant]bool
@@ -307,6 +309,7 @@ func newServer(cfg Config) (*server, error) {
 		mintTotal:      newLimiter(cfg.MintLimitTotal, cfg.Now, 1),
 		quota:          newBreaker(cfg.Now, cfg.Logger),
 		coolDowns:      newCoolDowns(cfg.Now, cfg.Logger),
+		inFlight:       newMintsInFlight(),
 		directGrants:   direct,
 		directLimits:   newLimiter(cfg.DirectMintLimit, cfg.Now, maxLimiterKeys),
 		upstreamOrigin: upstreamOrigin,

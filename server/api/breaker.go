@@ -14,7 +14,7 @@ import (
 // The quota breaker stops minting for everyone while the upstream says the account is
 // out of budget. Cartesia's limits belong to the API key, not to a user, so once
 // POST /access-token answers 402 (out of credits), or 429 (rate or concurrency limit)
-// for two users within a minute, every further mint in the cool-down would fail the
+// for three users within ten seconds (see coolDowns), every further mint in the cool-down would fail the
 // same way, each one still sending the key upstream for nothing and, with many users,
 // hammering an upstream that asked us to wait. Both token routes are answered locally
 // instead, with our own Retry-After, until the cool-down ends; then one mint probes, and
@@ -32,11 +32,16 @@ import (
 // quota with their own first refused mint, and a restart forgets an open circuit.
 
 // Quota cool-downs. An upstream Retry-After sets the cool-down when it is a sane delay;
-// otherwise it is DefaultQuotaCoolDown.
+// otherwise it is DefaultQuotaCoolDown for the breaker, DefaultUserCoolDown for one
+// user.
 const (
-	// DefaultQuotaCoolDown is long enough that a rate window of a minute or less
-	// refills in one or two probes, short enough that a cleared quota is noticed soon.
-	DefaultQuotaCoolDown = 30 * time.Second
+	// DefaultQuotaCoolDown is the breaker's cool-down when upstream names none: an
+	// upstream that wanted a longer wait would have said so, and one probe every ten
+	// seconds costs it nothing, while every user waits out each second of it.
+	DefaultQuotaCoolDown = 10 * time.Second
+	// DefaultUserCoolDown is one user's cool-down after a 429 without Retry-After: rate
+	// windows of a second (the usual kind without a Retry-After) refill well within it.
+	DefaultUserCoolDown = 5 * time.Second
 	// MaxQuotaCoolDown caps what an upstream Retry-After can impose: a hostile or broken
 	// value (hours, years) must not stop every mint for that long.
 	MaxQuotaCoolDown = token.MaxRetryAfter
@@ -213,7 +218,7 @@ func (b *breaker) trip(now time.Time, err error, probe bool) {
 	var ue *token.UpstreamError
 	errors.As(err, &ue) // quota and serverError are always UpstreamErrors
 
-	coolDown := coolDownFor(ue.RetryAfter, now)
+	coolDown := coolDownFor(ue.RetryAfter, now, DefaultQuotaCoolDown)
 	if !b.open {
 		b.openedAt = now
 	}
@@ -239,10 +244,10 @@ func (b *breaker) close(now time.Time) {
 
 // coolDownFor turns an upstream Retry-After (already cleaned by token.CleanRetryAfter to
 // whole seconds or an HTTP date) into a cool-down from now: the delay it names, within
-// minQuotaCoolDown and MaxQuotaCoolDown, or DefaultQuotaCoolDown when it names none.
-func coolDownFor(retryAfter string, now time.Time) time.Duration {
+// minQuotaCoolDown and MaxQuotaCoolDown, or def when it names none.
+func coolDownFor(retryAfter string, now time.Time, def time.Duration) time.Duration {
 	if retryAfter == "" {
-		return DefaultQuotaCoolDown
+		return def
 	}
 	var d time.Duration
 	if secs, err := strconv.Atoi(retryAfter); err == nil {
@@ -254,7 +259,7 @@ func coolDownFor(retryAfter string, now time.Time) time.Duration {
 	} else if at, err := http.ParseTime(retryAfter); err == nil {
 		d = at.Sub(now)
 	} else {
-		return DefaultQuotaCoolDown
+		return def
 	}
 	return min(max(d, minQuotaCoolDown), MaxQuotaCoolDown)
 }

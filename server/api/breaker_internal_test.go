@@ -205,7 +205,7 @@ func TestCoolDownFromRetryAfter(t *testing.T) {
 		{now.Add(24 * time.Hour).Format(http.TimeFormat), MaxQuotaCoolDown},
 		{"soon", DefaultQuotaCoolDown},
 	} {
-		if got := coolDownFor(tt.retryAfter, now); got != tt.want {
+		if got := coolDownFor(tt.retryAfter, now, DefaultQuotaCoolDown); got != tt.want {
 			t.Errorf("coolDownFor(%q) = %v, want %v", tt.retryAfter, got, tt.want)
 		}
 	}

@@ -12,20 +12,34 @@ import (
 // spent it. One user bursting mints earns one: if that opened the global breaker, any
 // account could stop every user's mints, again after every cool-down. So a 429 first
 // counts against the user whose mint it answered: that user alone waits out upstream's
-// Retry-After, on both token routes, without reaching upstream. Only when 429s reach
-// two different users within accountWideWindow does it look like the account as a
-// whole, and then the global breaker opens as for a 402. The server-wide mint rate
-// (Config.MintLimitTotal) keeps the server itself from bursting far past what upstream
-// allows.
+// Retry-After (DefaultUserCoolDown without one), on both token routes, without reaching
+// upstream.
 //
-// Limitation: an attacker who holds two accounts can still open the global breaker by
-// earning a 429 on each within a minute; MintLimitTotal set below upstream's own rate is
-// what keeps their bursts from earning one at all.
+// A burst that spends upstream's window also earns 429s for whoever else mints in that
+// second, so a second user's 429 proves nothing: one account plus one bystander would
+// open the breaker for everyone. Only when 429s reach usersForAccountWide (three)
+// different users within accountWideWindow does it look like the account as a whole,
+// and then the global breaker opens as for a 402. Each user also has at most
+// maxMintsInFlight mints upstream at once (see mintsInFlight), and the server-wide
+// mint rate (Config.MintLimitTotal) keeps the server itself from bursting far past what
+// upstream allows.
+//
+// Limitation: what one account's burst cannot do alone, it can with two bystanders whose
+// mints land in the second its burst spends upstream's window (or with two more
+// accounts): the breaker then opens for everyone, for upstream's Retry-After or
+// DefaultQuotaCoolDown. MintLimitTotal set below upstream's own rate is what keeps
+// bursts from earning 429s at all.
 
-// accountWideWindow is how close together two users' 429s must come to count as the
-// account's limit rather than one user's burst: upstream rate windows are a minute or
-// less, so a 429 older than that says nothing about the current one.
-const accountWideWindow = time.Minute
+// usersForAccountWide is how many different users must earn a 429 within
+// accountWideWindow before the account counts as limited: one more than a burst and the
+// one bystander that happened to mint in the same second.
+const usersForAccountWide = 3
+
+// accountWideWindow is how close together the users' 429s must come to count as the
+// account's limit rather than one user's burst. Short, because every second of it is a
+// second in which a burst's coinciding bystanders add up; upstream windows that last
+// longer send a Retry-After, which keeps each user's own cool-down going meanwhile.
+const accountWideWindow = 10 * time.Second
 
 // rateLimited is one upstream 429: the user whose mint it answered, and when.
 type rateLimited struct {
@@ -43,9 +57,9 @@ type coolDowns struct {
 	// until maps a user to the end of their cool-down. The table is bounded like the
 	// rate limiters'; a user evicted early merely reaches upstream once more.
 	until *lru[time.Time]
-	// last is the most recent 429, other the most recent one for any other user: the
-	// two facts that decide whether the next 429 comes from a second user.
-	last, other rateLimited
+	// recent holds the latest 429 of each of the last usersForAccountWide different
+	// users, newest first: all that decides whether the next 429 makes enough users.
+	recent []rateLimited
 }
 
 func newCoolDowns(now func() time.Time, log *slog.Logger) *coolDowns {
@@ -66,28 +80,32 @@ func (c *coolDowns) waiting(user string) (time.Duration, bool) {
 	return until.Sub(now), true
 }
 
-// accountWide takes upstream's 429 to one of user's mints. It reports true when another
-// user got a 429 within accountWideWindow: the caller then opens the global breaker.
-// Otherwise it cools user down for the delay upstream named (see coolDownFor) and logs
-// one user_cool_down event.
+// accountWide takes upstream's 429 to one of user's mints. It reports true when
+// usersForAccountWide-1 other users got a 429 within accountWideWindow: the caller then
+// opens the global breaker. Otherwise it cools user down for the delay upstream named,
+// or DefaultUserCoolDown (see coolDownFor), and logs one user_cool_down event.
 func (c *coolDowns) accountWide(user string, grant token.Grant, ue *token.UpstreamError) bool {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	recent := func(r rateLimited) bool {
-		return r.user != "" && r.user != user && now.Sub(r.at) < accountWideWindow
+	others := 0
+	kept := append(make([]rateLimited, 0, usersForAccountWide), rateLimited{user, now})
+	for _, r := range c.recent {
+		if r.user == user || now.Sub(r.at) >= accountWideWindow {
+			continue
+		}
+		others++
+		if len(kept) < usersForAccountWide {
+			kept = append(kept, r)
+		}
 	}
-	wide := recent(c.last) || recent(c.other)
-	if c.last.user != user {
-		c.other = c.last
-	}
-	c.last = rateLimited{user: user, at: now}
-	if wide {
+	c.recent = kept
+	if others+1 >= usersForAccountWide {
 		return true
 	}
 
-	coolDown := coolDownFor(ue.RetryAfter, now)
+	coolDown := coolDownFor(ue.RetryAfter, now, DefaultUserCoolDown)
 	c.until.put(user, now.Add(coolDown), now)
 	c.log.Warn("user_cool_down", "user", user, "grant", string(grant),
 		"upstream_status", ue.Status, "error_code", ue.Code, "request_id", ue.RequestID,

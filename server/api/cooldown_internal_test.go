@@ -10,9 +10,11 @@ import (
 	"github.com/voxgate/voxgate/server/token"
 )
 
-// TestAccountWideNeedsTwoUsersWithinTheWindow plays sequences of upstream 429s (user,
-// seconds since the previous one) and checks which ones count as account-wide.
-func TestAccountWideNeedsTwoUsersWithinTheWindow(t *testing.T) {
+// TestAccountWideNeedsThreeUsersWithinTheWindow plays sequences of upstream 429s (user,
+// seconds since the previous one) and checks which ones count as account-wide: one
+// user's burst never does, nor does it with one bystander, however often; three
+// different users within accountWideWindow do.
+func TestAccountWideNeedsThreeUsersWithinTheWindow(t *testing.T) {
 	type hit struct {
 		user string
 		gap  int // seconds after the previous 429
@@ -24,14 +26,19 @@ func TestAccountWideNeedsTwoUsersWithinTheWindow(t *testing.T) {
 	}{
 		{"one user's burst", []hit{{"a", 0, false}, {"a", 0, false}, {"a", 1, false},
 			{"a", 30, false}}},
-		{"a second user within the window", []hit{{"a", 0, false}, {"b", 59, true}}},
-		{"a second user after the window", []hit{{"a", 0, false}, {"b", 60, false}}},
-		{"the first user again after the second", []hit{{"a", 0, false}, {"b", 61, false},
-			{"a", 10, true}}},
-		{"an older other user still counts", []hit{{"a", 0, false}, {"b", 61, false},
-			{"b", 20, false}, {"b", 20, false}, {"a", 10, true}}},
-		{"the other user too old", []hit{{"a", 0, false}, {"b", 61, false},
-			{"b", 30, false}, {"b", 30, false}, {"b", 30, false}}},
+		{"a burst and one bystander, again and again", []hit{{"a", 0, false},
+			{"v", 0, false}, {"a", 0, false}, {"v", 1, false}, {"a", 5, false},
+			{"v", 0, false}, {"v", 5, false}, {"a", 0, false}}},
+		{"three users within the window", []hit{{"a", 0, false}, {"b", 4, false},
+			{"c", 5, true}}},
+		{"the third user after the window", []hit{{"a", 0, false}, {"b", 5, false},
+			{"c", 5, false}}},
+		{"a user again does not count twice", []hit{{"a", 0, false}, {"b", 1, false},
+			{"b", 1, false}, {"a", 1, false}, {"c", 1, true}}},
+		{"the oldest user drops out", []hit{{"a", 0, false}, {"b", 5, false},
+			{"c", 5, false}, {"d", 1, true}}},
+		{"a burst after the window forgets the others", []hit{{"a", 0, false},
+			{"b", 1, false}, {"a", 10, false}, {"a", 0, false}, {"c", 1, false}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			now := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
@@ -57,5 +64,48 @@ func TestAccountWideNeedsTwoUsersWithinTheWindow(t *testing.T) {
 				t.Errorf("%d user_cool_down events, want %d", n, cooled)
 			}
 		})
+	}
+}
+
+// TestUserCoolDownWithoutRetryAfter: a 429 without Retry-After cools its user down for
+// DefaultUserCoolDown, shorter than the breaker's DefaultQuotaCoolDown.
+func TestUserCoolDownWithoutRetryAfter(t *testing.T) {
+	now := time.Date(2026, 5, 4, 9, 0, 0, 0, time.UTC)
+	c := newCoolDowns(func() time.Time { return now }, slog.New(slog.DiscardHandler))
+	if c.accountWide("a", token.TTS, &token.UpstreamError{Status: 429}) {
+		t.Fatal("one user's 429 was account-wide")
+	}
+	if wait, ok := c.waiting("a"); !ok || wait != 5*time.Second {
+		t.Errorf("cooling %v for %v, want 5 s", ok, wait)
+	}
+	if DefaultQuotaCoolDown != 10*time.Second {
+		t.Errorf("DefaultQuotaCoolDown %v, want 10 s", DefaultQuotaCoolDown)
+	}
+}
+
+// TestMintsInFlightCapPerUser: each user has maxMintsInFlight places; a released place
+// can be taken again, and other users are not affected.
+func TestMintsInFlightCapPerUser(t *testing.T) {
+	m := newMintsInFlight()
+	for i := range maxMintsInFlight {
+		if !m.acquire("a") {
+			t.Fatalf("place %d refused", i+1)
+		}
+	}
+	if m.acquire("a") {
+		t.Fatal("a third mint in flight was let through")
+	}
+	if !m.acquire("b") {
+		t.Fatal("another user was refused")
+	}
+	m.release("a")
+	if !m.acquire("a") {
+		t.Fatal("a released place could not be taken again")
+	}
+	m.release("a")
+	m.release("a")
+	m.release("b")
+	if len(m.count) != 0 {
+		t.Errorf("the table keeps %d users with nothing in flight", len(m.count))
 	}
 }

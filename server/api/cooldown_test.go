@@ -97,23 +97,27 @@ func TestOneUsersBurstCoolsDownOnlyThatUser(t *testing.T) {
 	}
 }
 
-// TestRateLimitsFromTwoUsersOpenTheCircuit: 429s for two different users within a minute
-// say the account as a whole is limited, so the global circuit opens for everyone; two
-// users' 429s further apart each cool down only their own user.
-func TestRateLimitsFromTwoUsersOpenTheCircuit(t *testing.T) {
-	t.Run("within a minute", func(t *testing.T) {
+// TestRateLimitsFromThreeUsersOpenTheCircuit: 429s for three different users within ten
+// seconds say the account as a whole is limited, so the global circuit opens for
+// everyone; one user's 429 with a bystander's, or 429s further apart, each cool down
+// only their own user.
+func TestRateLimitsFromThreeUsersOpenTheCircuit(t *testing.T) {
+	t.Run("within ten seconds", func(t *testing.T) {
 		h := newHarness(t, withDirect)
 		h.setMint(failMint(http.StatusTooManyRequests, "40"))
 		alice, bob := h.login("alice", "alice-pw"), h.login("bob", "bob-pw")
+		carol := h.login("carol", "carol-pw")
 
 		h.mint(alice, `{"grant":"tts"}`)
+		h.clk.Advance(5 * time.Second)
+		h.mint(bob, `{"grant":"tts"}`)
 		if ev := h.quotaEvents("open"); len(ev) != 0 {
-			t.Fatalf("opened on one user's 429: %v", ev)
+			t.Fatalf("opened on two users' 429s: %v", ev)
 		}
-		h.clk.Advance(30 * time.Second)
-		if r, _ := h.mint(bob, `{"grant":"tts"}`); r.status != 429 ||
+		h.clk.Advance(4 * time.Second)
+		if r, _ := h.mint(carol, `{"grant":"tts"}`); r.status != 429 ||
 			!strings.Contains(r.body, `"upstream"`) {
-			t.Fatalf("bob's mint: %d %s, want upstream's 429", r.status, r.body)
+			t.Fatalf("carol's mint: %d %s, want upstream's 429", r.status, r.body)
 		}
 		opened := h.quotaEvents("open")
 		if len(opened) != 1 || opened[0]["level"] != "WARN" ||
@@ -121,20 +125,21 @@ func TestRateLimitsFromTwoUsersOpenTheCircuit(t *testing.T) {
 			t.Fatalf("upstream_quota open events %v, want one for 429, 40 s", opened)
 		}
 
-		h.clk.Advance(10 * time.Second) // alice's own cool-down is over; the circuit's is not
+		// t=41 s: alice's and bob's own cool-downs are over; the circuit's is not.
+		h.clk.Advance(32 * time.Second)
 		r, _ := h.mint(alice, `{"grant":"tts"}`)
-		if r.status != 429 || r.code() != "rate_limited" || r.header.Get("Retry-After") != "30" {
-			t.Errorf("alice with the circuit open: %d %s Retry-After %q, want 429 with 30",
+		if r.status != 429 || r.code() != "rate_limited" || r.header.Get("Retry-After") != "8" {
+			t.Errorf("alice with the circuit open: %d %s Retry-After %q, want 429 with 8",
 				r.status, r.body, r.header.Get("Retry-After"))
 		}
-		if n := h.mintsUpstream(); n != 2 {
-			t.Errorf("upstream saw %d mints, want 2", n)
+		if n := h.mintsUpstream(); n != 3 {
+			t.Errorf("upstream saw %d mints, want 3", n)
 		}
 
-		// The probe after the cool-down closes the circuit for both.
+		// The probe after the cool-down closes the circuit for everyone.
 		h.setMint(nil)
-		h.clk.Advance(30 * time.Second)
-		for _, sess := range []*http.Cookie{bob, alice} {
+		h.clk.Advance(8 * time.Second)
+		for _, sess := range []*http.Cookie{bob, alice, carol} {
 			if r, c := h.mint(sess, `{"grant":"tts"}`); r.status != 200 || c == nil {
 				t.Errorf("after the probe: %d %s", r.status, r.body)
 			}
@@ -144,19 +149,47 @@ func TestRateLimitsFromTwoUsersOpenTheCircuit(t *testing.T) {
 		}
 	})
 
+	t.Run("one user and a bystander", func(t *testing.T) {
+		h := newHarness(t)
+		h.setMint(failMint(http.StatusTooManyRequests, ""))
+		alice, bob := h.login("alice", "alice-pw"), h.login("bob", "bob-pw")
+		carol := h.login("carol", "carol-pw")
+		for range 3 { // the burst, its bystander, each cool-down over, again
+			for _, sess := range []*http.Cookie{alice, bob} {
+				if r, _ := h.mint(sess, `{"grant":"tts"}`); r.status != 429 ||
+					r.header.Get("Retry-After") != "5" {
+					t.Fatalf("upstream's 429 without Retry-After: %d %s Retry-After %q, "+
+						"want our 5", r.status, r.body, r.header.Get("Retry-After"))
+				}
+			}
+			h.clk.Advance(5 * time.Second)
+		}
+		if ev := h.quotaEvents("open"); len(ev) != 0 {
+			t.Errorf("one user and a bystander opened the circuit: %v", ev)
+		}
+		h.setMint(nil)
+		if r, c := h.mint(carol, `{"grant":"tts"}`); r.status != 200 || c == nil {
+			t.Errorf("carol after one user's bursts: %d %s", r.status, r.body)
+		}
+	})
+
 	t.Run("further apart", func(t *testing.T) {
 		h := newHarness(t)
 		h.setMint(failMint(http.StatusTooManyRequests, "10"))
 		alice, bob := h.login("alice", "alice-pw"), h.login("bob", "bob-pw")
 
+		carol := h.login("carol", "carol-pw")
+
 		h.mint(alice, `{"grant":"tts"}`)
-		h.clk.Advance(61 * time.Second)
+		h.clk.Advance(6 * time.Second)
+		h.mint(carol, `{"grant":"tts"}`)
+		h.clk.Advance(5 * time.Second)
 		h.mint(bob, `{"grant":"tts"}`)
 		if ev := h.quotaEvents("open"); len(ev) != 0 {
-			t.Errorf("opened on two 429s a minute apart: %v", ev)
+			t.Errorf("opened on three 429s eleven seconds apart: %v", ev)
 		}
-		if n := len(h.logs.Events(t, "user_cool_down")); n != 2 {
-			t.Errorf("%d user_cool_down events, want 2", n)
+		if n := len(h.logs.Events(t, "user_cool_down")); n != 3 {
+			t.Errorf("%d user_cool_down events, want 3", n)
 		}
 		h.setMint(nil)
 		if r, _ := h.mint(alice, `{"grant":"tts"}`); r.status != 200 {

@@ -335,6 +335,7 @@ func TestRepeatedCSRFHeadersAreRefused(t *testing.T) {
 		{"Sec-Fetch-Site twice", nil, http.Header{"Sec-Fetch-Site": {"cross-site"}}},
 		{"Sec-Fetch-Site twice, no default", noFetchMeta,
 			http.Header{"Sec-Fetch-Site": {"same-origin", "same-origin"}}},
+		{"Sec-Fetch-Mode twice", nil, http.Header{"Sec-Fetch-Mode": {"cors", "navigate"}}},
 	}
 	for _, tt := range tests {
 		r := h.do(req{path: "/api/token", body: `{"grant":"tts"}`, header: tt.header,

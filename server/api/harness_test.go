@@ -75,7 +75,10 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	}
 	bob, _ := session.NewUser("bob", "bob-pw", []token.Grant{token.TTS}, 600*time.Second,
 		bcrypt.MinCost)
-	users, err := session.NewDirectory([]session.User{alice, bob})
+	// carol is the third user that an account-wide 429 needs (see coolDowns).
+	carol, _ := session.NewUser("carol", "carol-pw", []token.Grant{token.TTS}, time.Hour,
+		bcrypt.MinCost)
+	users, err := session.NewDirectory([]session.User{alice, bob, carol})
 	if err != nil {
 		t.Fatal(err)
 	}

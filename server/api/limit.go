@@ -172,3 +172,43 @@ func setRetryAfter(w http.ResponseWriter, d time.Duration) {
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 }
+
+// maxMintsInFlight is how many of one user's mints, on both token routes together, may
+// wait for upstream at once. A page needs one per grant it refreshes, and shares each
+// refresh between its calls; more in flight is a burst, which would spend upstream's
+// rate window (and earn 429s for whoever else mints in that second) faster than any
+// per-minute bucket can notice.
+const maxMintsInFlight = 2
+
+// mintsInFlight counts each user's mints waiting for upstream. Its table holds only
+// users with a mint in flight, so it is bounded by the requests being served. It is
+// safe for concurrent use.
+type mintsInFlight struct {
+	mu    sync.Mutex
+	count map[string]int
+}
+
+func newMintsInFlight() *mintsInFlight { return &mintsInFlight{count: map[string]int{}} }
+
+// acquire takes one of user's maxMintsInFlight places, or reports false when all are
+// taken. Every true must be followed by one release.
+func (m *mintsInFlight) acquire(user string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.count[user] >= maxMintsInFlight {
+		return false
+	}
+	m.count[user]++
+	return true
+}
+
+// release gives back a place that acquire took.
+func (m *mintsInFlight) release(user string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.count[user] <= 1 {
+		delete(m.count, user)
+		return
+	}
+	m.count[user]--
+}

@@ -64,8 +64,10 @@ var csrfExempt = map[string]bool{
 	"HEAD /api/info": true,
 }
 
-// csrfHeaders are the request headers checkCSRF reads.
-var csrfHeaders = []string{"Sec-Fetch-Site", "Origin", "X-CSRF"}
+// csrfHeaders are the request headers checkCSRF reads, each of which must be single.
+// Sec-Fetch-Mode is not checked here (the proxy checks it on upgrades) but must not
+// repeat either, so that no later reader can pick a different copy.
+var csrfHeaders = []string{"Sec-Fetch-Site", "Sec-Fetch-Mode", "Origin", "X-CSRF"}
 
 // checkCSRF enforces, in order: Sec-Fetch-Site (when the browser sends it) must be
 // same-origin; otherwise Origin (when present) must equal the public origin exactly;

@@ -62,12 +62,13 @@ func TestUpstreamOutOfCreditsStopsMintsOnBothRoutes(t *testing.T) {
 	}
 	opened := h.quotaEvents("open")
 	if len(opened) != 1 || opened[0]["level"] != "WARN" ||
-		opened[0]["upstream_status"] != float64(402) || opened[0]["cool_down_s"] != float64(30) ||
+		opened[0]["upstream_status"] != float64(402) || opened[0]["cool_down_s"] != float64(10) ||
 		opened[0]["request_id"] != "req_q" {
-		t.Fatalf("upstream_quota open events %v, want one warning naming 402 and 30 s", opened)
+		t.Fatalf("upstream_quota open events %v, want one warning naming 402 and 10 s "+
+			"(DefaultQuotaCoolDown)", opened)
 	}
 
-	h.clk.Advance(10 * time.Second)
+	h.clk.Advance(4 * time.Second)
 	for _, c := range []req{
 		{path: "/api/token", body: `{"grant":"stt"}`, cookies: []*http.Cookie{alice}},
 		{path: "/api/token", body: `{"grant":"tts"}`, cookies: []*http.Cookie{bob}},
@@ -75,8 +76,8 @@ func TestUpstreamOutOfCreditsStopsMintsOnBothRoutes(t *testing.T) {
 	} {
 		r := h.do(c)
 		if r.status != 503 || r.code() != "upstream_unavailable" ||
-			r.header.Get("Retry-After") != "20" {
-			t.Errorf("%s %s: %d %s Retry-After %q, want 503 upstream_unavailable 20", c.path,
+			r.header.Get("Retry-After") != "6" {
+			t.Errorf("%s %s: %d %s Retry-After %q, want 503 upstream_unavailable 6", c.path,
 				c.body, r.status, r.body, r.header.Get("Retry-After"))
 		}
 		if len(r.header.Values("Set-Cookie")) != 0 || strings.Contains(r.body, `"token"`) {
@@ -91,13 +92,13 @@ func TestUpstreamOutOfCreditsStopsMintsOnBothRoutes(t *testing.T) {
 	}
 
 	// The cool-down over, one mint probes; still out of credits, the circuit reopens.
-	h.clk.Advance(20 * time.Second)
+	h.clk.Advance(6 * time.Second)
 	if r, _ := h.mint(bob, `{"grant":"tts"}`); r.status != 502 || r.code() != "upstream_error" {
 		t.Errorf("the failing probe: %d %s, want upstream's 502", r.status, r.body)
 	}
 	if r, _ := h.mint(alice, `{"grant":"tts"}`); r.status != 503 ||
-		r.header.Get("Retry-After") != "30" {
-		t.Errorf("after the failing probe: %d Retry-After %q, want 503 and 30", r.status,
+		r.header.Get("Retry-After") != "10" {
+		t.Errorf("after the failing probe: %d Retry-After %q, want 503 and 10", r.status,
 			r.header.Get("Retry-After"))
 	}
 	if n := len(h.quotaEvents("open")); n != 2 {
@@ -106,15 +107,15 @@ func TestUpstreamOutOfCreditsStopsMintsOnBothRoutes(t *testing.T) {
 
 	// Credits back: the next probe closes the circuit, and mints flow again.
 	h.setMint(nil)
-	h.clk.Advance(30 * time.Second)
+	h.clk.Advance(10 * time.Second)
 	for _, sess := range []*http.Cookie{alice, bob} {
 		if r, c := h.mint(sess, `{"grant":"tts"}`); r.status != 200 || c == nil {
 			t.Errorf("after recovery: %d %s", r.status, r.body)
 		}
 	}
 	closed := h.quotaEvents("closed")
-	if len(closed) != 1 || closed[0]["open_s"] != float64(60) {
-		t.Errorf("upstream_quota closed events %v, want one after 60 s", closed)
+	if len(closed) != 1 || closed[0]["open_s"] != float64(20) {
+		t.Errorf("upstream_quota closed events %v, want one after 20 s", closed)
 	}
 	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 4 {
 		t.Errorf("upstream saw %d mints, want 4", n)
@@ -157,8 +158,8 @@ func TestServerErrorsInARowOpenTheCircuit(t *testing.T) {
 	}
 	r, _ := h.mint(alice, `{"grant":"tts"}`)
 	if r.status != 503 || r.code() != "upstream_unavailable" ||
-		r.header.Get("Retry-After") != "30" {
-		t.Errorf("after three 5xx: %d %s Retry-After %q, want 503 upstream_unavailable 30",
+		r.header.Get("Retry-After") != "10" {
+		t.Errorf("after three 5xx: %d %s Retry-After %q, want 503 upstream_unavailable 10",
 			r.status, r.body, r.header.Get("Retry-After"))
 	}
 	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 3 {
@@ -170,10 +171,11 @@ func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
 	h := newHarness(t)
 	h.setMint(failMint(http.StatusTooManyRequests, "5"))
 	alice, bob := h.login("alice", "alice-pw"), h.login("bob", "bob-pw")
-	// Two users refused within the window open the circuit for everyone (one user's 429
-	// only cools that user down).
+	// Three users refused within the window open the circuit for everyone (one user's
+	// 429 only cools that user down).
 	h.mint(alice, `{"grant":"tts"}`)
 	h.mint(bob, `{"grant":"tts"}`)
+	h.mint(h.login("carol", "carol-pw"), `{"grant":"tts"}`)
 	h.clk.Advance(5 * time.Second)
 
 	// A second mint reaching upstream must not panic or hang the test: it fails it.
@@ -223,7 +225,7 @@ func TestHalfOpenCircuitSendsOneProbe(t *testing.T) {
 	if r, c := h.mint(bob, `{"grant":"tts"}`); r.status != 200 || c == nil {
 		t.Errorf("after a successful probe: %d %s", r.status, r.body)
 	}
-	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 4 {
-		t.Errorf("upstream saw %d mints, want 4 (two 429s, the probe, one more)", n)
+	if n := len(h.fake.RequestsTo(sectest.RouteMint)); n != 5 {
+		t.Errorf("upstream saw %d mints, want 5 (three 429s, the probe, one more)", n)
 	}
 }

@@ -98,7 +98,7 @@ func (s *server) mintToken(w http.ResponseWriter, r *http.Request) {
 
 // mint runs the steps both token routes share, in order: the session, the body, the
 // grant, the route's grant checks, the lifetime, the user's cool-down after upstream's
-// 429, the route's rate limit, the server-wide mint rate, the upstream quota breaker and
+// 429, the user's mints in flight (maxMintsInFlight), the route's rate limit, the server-wide mint rate, the upstream quota breaker and
 // the mint itself. On any failure it has answered and returns false.
 func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (minted, bool) {
 	sess, ok := s.requireSession(w, r)
@@ -141,6 +141,16 @@ func (s *server) mint(w http.ResponseWriter, r *http.Request, rt mintRoute) (min
 			"the upstream is rate limiting your token requests; try again later")
 		return minted{}, false
 	}
+	// A user's mints in flight are capped before any bucket is touched, so that the
+	// refusal spends nothing; the place is held until the mint has its answer.
+	if !s.inFlight.acquire(sess.User) {
+		s.reject(r, "mints_in_flight", "user", sess.User, "grant", string(grant))
+		setRetryAfter(w, time.Second)
+		reply.Error(w, http.StatusTooManyRequests, "rate_limited",
+			"too many token requests at once; wait for the ones already sent")
+		return minted{}, false
+	}
+	defer s.inFlight.release(sess.User)
 	if ok, wait := rt.limits.allow(sess.User); !ok {
 		s.reject(r, rt.limitReason, "user", sess.User, "grant", string(grant))
 		setRetryAfter(w, wait)
@@ -264,8 +274,14 @@ func (s *server) mintFailed(w http.ResponseWriter, r *http.Request, sess session
 		s.log.Warn("token_mint_failed", append(attrs, "reason", "upstream_status",
 			"upstream_status", ue.Status, "error_code", ue.Code, "request_id", ue.RequestID)...)
 		if ue.Status == http.StatusTooManyRequests {
+			// Without a usable Retry-After from upstream, ours names the cool-down that
+			// recordMint has just imposed, so that the page waits it out instead of
+			// retrying into refusals.
 			if ra := token.CapRetryAfter(ue.RetryAfter, s.cfg.Now()); ra != "" {
 				w.Header().Set("Retry-After", ra)
+			} else {
+				wait, _ := s.coolDowns.waiting(sess.User)
+				setRetryAfter(w, max(wait, s.quota.waiting(), minQuotaCoolDown))
 			}
 			reply.ErrorDetail(w, http.StatusTooManyRequests, reply.Detail{Code: "rate_limited",
 				Message: "the upstream is rate limiting token requests", Upstream: ue.Reply()})

@@ -3,8 +3,9 @@ package proxy
 import (
 	"bytes"
 	"net/http"
-	"net/url"
 	"strings"
+
+	"github.com/voxgate/voxgate/server/token"
 )
 
 // echoGuard finds the call's own access token in what upstream sends back, so that an
@@ -22,7 +23,7 @@ import (
 // stream; found may be called from any goroutine.
 //
 // Close reasons, which are too short to hold a whole token, are checked for any run of
-// echoRun bytes of it instead (see sharesRun).
+// token.SecretRun bytes of it instead (see sharesRun).
 //
 // Limitation: only verbatim echoes are caught. A token that upstream transforms (base64,
 // JSON escapes of other characters, reversal) or spreads over several WebSocket messages,
@@ -46,13 +47,10 @@ func newEchoGuard(secret string) *echoGuard {
 	if secret == "" {
 		return nil
 	}
-	g := &echoGuard{needles: [][]byte{[]byte(secret)}}
-	if esc := url.QueryEscape(secret); esc != secret {
-		g.needles = append(g.needles, []byte(esc))
-	}
-	for _, n := range g.needles {
+	g := &echoGuard{texts: token.SecretForms(secret)}
+	for _, n := range g.texts {
 		g.longest = max(g.longest, len(n))
-		g.texts = append(g.texts, string(n))
+		g.needles = append(g.needles, []byte(n))
 	}
 	g.held = make([]byte, 0, g.longest-1)
 	g.spare = make([]byte, 0, g.longest-1)
@@ -60,26 +58,10 @@ func newEchoGuard(secret string) *echoGuard {
 	return g
 }
 
-// echoRun is the shortest run of a token's bytes that counts as a piece of it in a
-// short text (a close reason): 16 bytes of a token's random part are far more than any
-// innocent text shares with it by chance, and a thief given runs shorter than that must
-// guess the rest.
-const echoRun = 16
-
-// sharesRun reports whether s shares a run of echoRun or more bytes with the token in
-// any of its forms. It is meant for short texts: it costs len(s) searches of the token.
+// sharesRun reports whether s shares a run of token.SecretRun or more bytes with the
+// token in any of its forms (see token.SharesRun). It is meant for short texts.
 func (g *echoGuard) sharesRun(s string) bool {
-	if g == nil {
-		return false
-	}
-	for i := 0; i+echoRun <= len(s); i++ {
-		for _, n := range g.texts {
-			if strings.Contains(n, s[i:i+echoRun]) {
-				return true
-			}
-		}
-	}
-	return false
+	return g != nil && token.SharesRun(s, g.texts...)
 }
 
 // found reports whether p contains the token in any of its forms.

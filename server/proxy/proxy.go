@@ -53,9 +53,17 @@ const (
 	DefaultUploadTimeout = 5 * time.Minute
 	// DefaultUploadMinRate and DefaultUploadRateWindow: after its first 10 s, and in
 	// every 10 s after that, an upload must bring at least 32 KiB/s (256 kbit/s, far
-	// below any link that uploads 25 MiB within DefaultUploadTimeout). Without it, a
-	// client could send most of a body at once and trickle the rest, holding its spool
-	// for the whole upload timeout; enough accounts doing so fill SpoolTotal.
+	// below any link that uploads 25 MiB within DefaultUploadTimeout). It ends uploads
+	// that stall or crawl, and so bounds how long a trickle of less than that holds its
+	// spool.
+	//
+	// Limitation: it does not stop a client that sends most of a body at once and then
+	// 32 KiB/s or more from holding its spool for the whole DefaultUploadTimeout (about
+	// 15 MiB at once, then 40 KiB/s for 300 s). Each account then parks up to
+	// SpoolPerUser (two uploads, 51 MiB) for five minutes, so five to seven accounts fill
+	// the default SpoolTotal (256 MiB) and every other upload is refused 503 until theirs
+	// end. SpoolTotal over SpoolPerUser is how many accounts that takes; size them for
+	// the accounts you trust not to collude.
 	DefaultUploadMinRate    = 32 << 10
 	DefaultUploadRateWindow = 10 * time.Second
 	// DefaultHTTPPerUserGrant leaves a page room for a few overlapping syntheses and an

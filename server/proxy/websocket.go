@@ -167,8 +167,8 @@ func (c *call) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 
 // checkOrigin admits an upgrade only from the page's own origin or one of the extra
 // origins: the Origin header must be present, single and equal to one of them byte for
-// byte, and Fetch Metadata, when the browser sends it, must say websocket and
-// same-origin (same-site too for an extra origin, a sibling subdomain).
+// byte, and Fetch Metadata, when the browser sends it, must be single and say websocket
+// and same-origin (same-site too for an extra origin, a sibling subdomain).
 // coder/websocket's own check would admit a missing Origin and any scheme or port on
 // the right host; this one runs first.
 func (c *call) checkOrigin(w http.ResponseWriter, r *http.Request) bool {
@@ -177,14 +177,19 @@ func (c *call) checkOrigin(w http.ResponseWriter, r *http.Request) bool {
 	own := len(origins) == 1 && c.p.cfg.Origin != "" && origins[0] == c.p.cfg.Origin
 	extra := len(origins) == 1 && c.p.extraOrigins[origins[0]]
 	site := r.Header.Get("Sec-Fetch-Site")
+	mode := r.Header.Values("Sec-Fetch-Mode")
 	switch {
 	case len(origins) == 0:
 		check = "origin_missing"
+	case len(r.Header.Values("Sec-Fetch-Site")) > 1 || len(mode) > 1:
+		// Browsers send each Fetch Metadata header once; with two copies, a check
+		// reading the first could pass what a reader of the other would refuse.
+		check = "repeated_header"
 	case !own && !extra:
 		check = "origin_mismatch"
 	case site != "" && site != "same-origin" && !(extra && site == "same-site"):
 		check = "sec_fetch_site"
-	case r.Header.Get("Sec-Fetch-Mode") != "" && r.Header.Get("Sec-Fetch-Mode") != "websocket":
+	case len(mode) == 1 && mode[0] != "websocket":
 		check = "sec_fetch_mode"
 	}
 	if check == "" {

@@ -419,6 +419,12 @@ func TestWebSocketOriginMatrixRefusedBeforeDial(t *testing.T) {
 		{"same-site fetch", http.Header{"Origin": {h.origin}, "Sec-Fetch-Site": {"same-site"}}},
 		{"not a websocket fetch", http.Header{"Origin": {h.origin},
 			"Sec-Fetch-Mode": {"navigate"}}},
+		{"websocket mode repeated", http.Header{"Origin": {h.origin},
+			"Sec-Fetch-Mode": {"websocket", "navigate"}}},
+		{"websocket mode twice", http.Header{"Origin": {h.origin},
+			"Sec-Fetch-Mode": {"websocket", "websocket"}}},
+		{"same-origin site repeated", http.Header{"Origin": {h.origin},
+			"Sec-Fetch-Site": {"same-origin", "cross-site"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

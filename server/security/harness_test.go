@@ -40,10 +40,12 @@ const (
 // cartesiaVersion is what cmd/server sends upstream by default.
 const cartesiaVersion = "2026-03-01"
 
-// Test accounts: alice may use every grant for up to an hour, bob only tts for 10 min.
+// Test accounts: alice may use every grant for up to an hour, bob only tts for 10 min,
+// carol only tts for an hour.
 const (
 	alicePassword = "alice-CANARYPW"
 	bobPassword   = "bob-CANARYPW"
+	carolPassword = "carol-CANARYPW"
 )
 
 // gap skips a test that proves a shortcoming of the product, unless
@@ -195,7 +197,13 @@ func directory(t *testing.T) *session.Directory {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := session.NewDirectory([]session.User{alice, bob})
+	// carol is the third user that an account-wide 429 needs (api's coolDowns).
+	carol, err := session.NewUser("carol", carolPassword, []token.Grant{token.TTS},
+		time.Hour, bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := session.NewDirectory([]session.User{alice, bob, carol})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,7 +105,7 @@ func TestItem23_UpstreamMintFailures(t *testing.T) {
 	}{
 		{"429", sectest.RateLimited("30"), 429, "rate_limited", "30"},
 		{"429 with a bad Retry-After", sectest.RateLimited("soon\r\nX-Injected: 1"), 429,
-			"rate_limited", ""},
+			"rate_limited", "5"}, // ours: the user's cool-down without upstream's
 		{"429 asking for a day", sectest.RateLimited("86400"), 429, "rate_limited", "300"},
 		{"402", sectest.Status(http.StatusPaymentRequired), 502, "upstream_error", ""},
 		{"500", sectest.Status(http.StatusInternalServerError), 502, "upstream_error", ""},
@@ -149,7 +150,8 @@ func TestItem23_UpstreamMintFailures(t *testing.T) {
 
 // TestItem23_UpstreamQuotaOpensACircuit: a 429 for one user cools down that user alone,
 // on both token routes, for upstream's Retry-After, without reaching upstream; everyone
-// else keeps minting. Once 429s reach two users within a minute the account is limited
+// else keeps minting, and a second user's 429 (a bystander of a burst) changes nothing
+// for the rest. Once 429s reach three users within ten seconds the account is limited
 // as a whole: further mints on both routes, for every user, wait out a cool-down
 // (upstream's Retry-After) without reaching upstream; then one mint probes, and its
 // success closes the circuit. Opening and closing are one upstream_quota event each; a
@@ -160,6 +162,7 @@ func TestItem23_UpstreamQuotaOpensACircuit(t *testing.T) {
 	e.fake.Handle(sectest.RouteMint, sectest.RateLimited("60"))
 	alice := []*http.Cookie{e.login("alice", alicePassword)}
 	bob := []*http.Cookie{e.login("bob", bobPassword)}
+	carol := []*http.Cookie{e.login("carol", carolPassword)}
 
 	if a := e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: alice}); a.status !=
 		http.StatusTooManyRequests || a.header.Get("Retry-After") != "60" {
@@ -178,36 +181,44 @@ func TestItem23_UpstreamQuotaOpensACircuit(t *testing.T) {
 			t.Errorf("%s: a refused mint handed out a token", c.path)
 		}
 	}
+	upstreamRefused := func(who string, cookies []*http.Cookie) {
+		t.Helper()
+		if a := e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: cookies}); a.status !=
+			http.StatusTooManyRequests || !strings.Contains(a.body, `"upstream"`) {
+			t.Fatalf("%s's mint: %d %s, want upstream's 429", who, a.status, a.body)
+		}
+	}
 
 	// One user's 429: alice waits, on both routes; the circuit stays closed.
-	e.clk.Advance(20 * time.Second)
-	refusedLocally(call{path: "/api/token", body: `{"grant":"stt"}`, cookies: alice}, "40")
-	refusedLocally(call{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: alice}, "40")
+	e.clk.Advance(5 * time.Second)
+	refusedLocally(call{path: "/api/token", body: `{"grant":"stt"}`, cookies: alice}, "55")
+	refusedLocally(call{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: alice}, "55")
 	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 1 {
 		t.Errorf("upstream saw %d mints within alice's cool-down, want 1", n)
 	}
 	if n := len(e.logs.Matching(t, "user_cool_down", map[string]string{"user": "alice"})); n != 1 {
 		t.Errorf("%d user_cool_down events for alice, want 1", n)
 	}
-	if n := len(e.logs.Matching(t, "upstream_quota", nil)); n != 0 {
-		t.Errorf("one user's 429 logged %d upstream_quota events", n)
-	}
 
-	// bob still reaches upstream; his 429 makes two users: the account is limited.
-	if a := e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: bob}); a.status !=
-		http.StatusTooManyRequests || !strings.Contains(a.body, `"upstream"`) {
-		t.Fatalf("bob's mint: %d %s, want upstream's 429", a.status, a.body)
+	// bob still reaches upstream; his 429 makes two users, still not the account.
+	upstreamRefused("bob", bob)
+	if n := len(e.logs.Matching(t, "upstream_quota", nil)); n != 0 {
+		t.Errorf("two users' 429s logged %d upstream_quota events", n)
 	}
+	// carol's makes three within ten seconds: the account is limited.
+	e.clk.Advance(time.Second)
+	upstreamRefused("carol", carol)
 	e.clk.Advance(20 * time.Second)
 	for _, c := range []call{
 		{path: "/api/token", body: `{"grant":"tts"}`, cookies: alice},
 		{path: "/api/token", body: `{"grant":"tts"}`, cookies: bob},
 		{path: "/api/token/direct", body: `{"grant":"tts"}`, cookies: bob},
+		{path: "/api/token", body: `{"grant":"tts"}`, cookies: carol},
 	} {
 		refusedLocally(c, "40")
 	}
-	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 2 {
-		t.Errorf("upstream saw %d mints within its Retry-After, want 2", n)
+	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 3 {
+		t.Errorf("upstream saw %d mints within its Retry-After, want 3", n)
 	}
 	opened := e.logs.Matching(t, "upstream_quota", map[string]string{"state": "open"})
 	if len(opened) != 1 || opened[0].Str("level") != "WARN" {
@@ -219,12 +230,97 @@ func TestItem23_UpstreamQuotaOpensACircuit(t *testing.T) {
 	e.clk.Advance(40 * time.Second)
 	e.mint(bob[0], token.TTS)
 	e.mint(alice[0], token.STT)
-	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 4 {
-		t.Errorf("upstream saw %d mints, want 4 (two refused, the probe, one more)", n)
+	if n := len(e.fake.RequestsTo(sectest.RouteMint)); n != 5 {
+		t.Errorf("upstream saw %d mints, want 5 (three refused, the probe, one more)", n)
 	}
 	if n := len(e.logs.Matching(t, "upstream_quota", map[string]string{"state": "closed"})); n != 1 {
 		t.Errorf("%d upstream_quota closed events, want 1", n)
 	}
+}
+
+// TestItem23_OneAccountsBurstStopsNobodyElse is attack round 4 end to end: upstream
+// allows 8 mints a second and answers 429 without Retry-After. One account fires 25
+// mints at once on both routes over three sessions, and a bystander's mint lands in the
+// second it spent. At most two of the account's mints are in flight at once (the rest are our
+// 429 with Retry-After: 1), every 429 carries a Retry-After of ours, and the global
+// circuit stays closed: a third user mints the next second.
+func TestItem23_OneAccountsBurstStopsNobodyElse(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withAPI(func(c *api.Config) { c.DirectGrants = []token.Grant{token.TTS} }))
+	var mu sync.Mutex
+	var second int64
+	used := 0
+	ok := e.fake.Default(sectest.RouteMint)
+	limited := sectest.RateLimited("")
+	e.fake.Handle(sectest.RouteMint, http.HandlerFunc(func(w http.ResponseWriter,
+		r *http.Request) {
+		mu.Lock()
+		if now := e.clk.Now().Unix(); now != second {
+			second, used = now, 0
+		}
+		used++
+		spend := used <= 8
+		mu.Unlock()
+		if spend {
+			ok.ServeHTTP(w, r)
+			return
+		}
+		limited.ServeHTTP(w, r)
+	}))
+	var attacker []*http.Cookie
+	for range 3 {
+		attacker = append(attacker, e.login("alice", alicePassword))
+	}
+	bob := []*http.Cookie{e.login("bob", bobPassword)}
+	carol := []*http.Cookie{e.login("carol", carolPassword)}
+
+	var wg sync.WaitGroup
+	answers := make(chan answer, 25)
+	for i := range 25 {
+		c := call{path: "/api/token", body: `{"grant":"tts"}`,
+			cookies: []*http.Cookie{attacker[i%3]}}
+		if i >= 15 {
+			c.path = "/api/token/direct"
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); answers <- e.do(c) }()
+	}
+	wg.Wait()
+	close(answers)
+	for a := range answers {
+		if a.status == http.StatusTooManyRequests && a.header.Get("Retry-After") == "" {
+			t.Errorf("a 429 without our Retry-After: %s", a.body)
+		}
+		if a.status != http.StatusOK && a.status != http.StatusTooManyRequests {
+			t.Errorf("a mint answered %d %s", a.status, a.body)
+		}
+	}
+	if n := len(e.logs.Matching(t, "security_rejected",
+		map[string]string{"reason": "mints_in_flight"})); n == 0 {
+		t.Error("25 mints at once never met the cap on mints in flight")
+	}
+	// Whatever of the second the burst left, alice spends it, and bob's mint lands in it.
+	for i := 0; ; i++ {
+		a := e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: attacker[:1]})
+		if a.status == http.StatusTooManyRequests {
+			break
+		}
+		if i == 8 {
+			t.Fatalf("alice still minting after 8 more: %d %s", a.status, a.body)
+		}
+	}
+	if a := e.do(call{path: "/api/token", body: `{"grant":"tts"}`, cookies: bob}); a.status !=
+		http.StatusTooManyRequests || !strings.Contains(a.body, `"upstream"`) ||
+		a.header.Get("Retry-After") != "5" {
+		t.Fatalf("the bystander's mint: %d %s Retry-After %q, want upstream's 429 with our 5",
+			a.status, a.body, a.header.Get("Retry-After"))
+	}
+	if n := len(e.logs.Matching(t, "upstream_quota", map[string]string{"state": "open"})); n != 0 {
+		t.Fatalf("one account and a bystander opened the circuit (%d events)", n)
+	}
+
+	e.clk.Advance(time.Second)
+	e.mint(carol[0], token.TTS) // fails the test unless it gets a token
 }
 
 func TestItem24_MintingNeedsALiveSessionTheServerIssued(t *testing.T) {
