@@ -3,9 +3,8 @@ package proxy
 import (
 	"bytes"
 	"net/http"
-	"strings"
 
-	"github.com/voxgate/voxgate/server/token"
+	"github.com/voxgate/voxgate/internal/leak"
 )
 
 // echoGuard finds the call's own access token in what upstream sends back, so that an
@@ -23,7 +22,7 @@ import (
 // stream; found may be called from any goroutine.
 //
 // Close reasons, which are too short to hold a whole token, are checked for any run of
-// token.SecretRun bytes of it instead (see sharesRun).
+// leak.Run bytes of it instead (see sharesRun).
 //
 // Limitation: only verbatim echoes are caught. A token that upstream transforms (base64,
 // JSON escapes of other characters, reversal) or spreads over several WebSocket messages,
@@ -47,10 +46,10 @@ func newEchoGuard(secret string) *echoGuard {
 	if secret == "" {
 		return nil
 	}
-	g := &echoGuard{texts: token.SecretForms(secret)}
+	g := &echoGuard{texts: leak.Forms(secret)}
+	g.needles = leak.Needles(g.texts)
 	for _, n := range g.texts {
 		g.longest = max(g.longest, len(n))
-		g.needles = append(g.needles, []byte(n))
 	}
 	g.held = make([]byte, 0, g.longest-1)
 	g.spare = make([]byte, 0, g.longest-1)
@@ -58,23 +57,15 @@ func newEchoGuard(secret string) *echoGuard {
 	return g
 }
 
-// sharesRun reports whether s shares a run of token.SecretRun or more bytes with the
-// token in any of its forms (see token.SharesRun). It is meant for short texts.
+// sharesRun reports whether s shares a run of leak.Run or more bytes with the token in
+// any of its forms (see leak.SharesRun). It is meant for short texts.
 func (g *echoGuard) sharesRun(s string) bool {
-	return g != nil && token.SharesRun(s, g.texts...)
+	return g != nil && leak.SharesRun(s, g.texts...)
 }
 
 // found reports whether p contains the token in any of its forms.
 func (g *echoGuard) found(p []byte) bool {
-	if g == nil {
-		return false
-	}
-	for _, n := range g.needles {
-		if bytes.Contains(p, n) {
-			return true
-		}
-	}
-	return false
+	return g != nil && leak.In(p, g.needles)
 }
 
 // foundIn reports whether any value of h contains the token.
@@ -84,10 +75,8 @@ func (g *echoGuard) foundIn(h http.Header) bool {
 	}
 	for _, vs := range h {
 		for _, v := range vs {
-			for _, n := range g.texts {
-				if strings.Contains(v, n) {
-					return true
-				}
+			if leak.InString(v, g.texts) {
+				return true
 			}
 		}
 	}

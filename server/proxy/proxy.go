@@ -529,12 +529,17 @@ func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token, que
 	if err == nil {
 		return resp, true
 	}
+	c.unreachable(w, r, err)
+	return nil, false
+}
 
+// unreachable answers a request or handshake that got no answer from upstream: nothing
+// when the browser went away (nobody is left to answer), 504 after a timeout, else 502.
+func (c *call) unreachable(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case r.Context().Err() != nil:
-		// The browser went away; nobody is left to answer.
 		c.status, c.note = 499, "client_closed"
-	case token.IsTimeout(err):
+	case token.IsTimeout(err): // deadlines included
 		c.note = "upstream_timeout"
 		c.fail(w, http.StatusGatewayTimeout, "upstream_timeout",
 			"the upstream did not answer in time")
@@ -542,7 +547,6 @@ func (c *call) send(w http.ResponseWriter, r *http.Request, tok token.Token, que
 		c.note = "upstream_unavailable"
 		c.fail(w, http.StatusBadGateway, "upstream_unavailable", "the upstream is unreachable")
 	}
-	return nil, false
 }
 
 // upstreamCodes maps upstream error statuses to our codes; anything else is

@@ -291,7 +291,7 @@ const reasonWithheld = "upstream close reason withheld"
 // scrub removes the upstream token (and any "Bearer ...") from the close reason the
 // browser will read. A reason holds at most 123 bytes and a token about 290, so a
 // quoting upstream could hand over the token in pieces, one per socket, that no
-// whole-token search finds: a reason that still shares a run of token.SecretRun bytes
+// whole-token search finds: a reason that still shares a run of leak.Run bytes
 // with the token is replaced by a fixed one. The close code passes either way.
 func (rl *relay) scrub(e ending) ending {
 	if e.client.reason == "" {

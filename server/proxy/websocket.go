@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -315,15 +314,8 @@ func (c *call) dial(w http.ResponseWriter, r *http.Request, tok token.Token, pat
 		c.note = "upstream_bad_handshake"
 		c.fail(w, http.StatusBadGateway, "upstream_error",
 			"the upstream answered the WebSocket handshake wrongly")
-	case r.Context().Err() != nil:
-		c.status, c.note = 499, "client_closed"
-	case errors.Is(err, context.DeadlineExceeded) || token.IsTimeout(err):
-		c.note = "upstream_timeout"
-		c.fail(w, http.StatusGatewayTimeout, "upstream_timeout",
-			"the upstream did not answer in time")
 	default:
-		c.note = "upstream_unavailable"
-		c.fail(w, http.StatusBadGateway, "upstream_unavailable", "the upstream is unreachable")
+		c.unreachable(w, r, err)
 	}
 	return nil, false
 }

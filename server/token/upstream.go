@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/voxgate/voxgate/internal/leak"
 	"github.com/voxgate/voxgate/server/reply"
 )
 
@@ -68,7 +68,7 @@ func (e *UpstreamError) Reply() *reply.Upstream {
 // upstream that echoes what it rejected must not make us repeat it, so each one, and any
 // "Bearer <credential>", is replaced by [REDACTED] in every field. Redaction runs before
 // fields are shortened, so a cut can never leave part of a secret behind, and a field
-// that still shares SecretRun bytes with a secret (an echo missing a character or two)
+// that still shares leak.Run bytes with a secret (an echo missing a character or two)
 // is replaced whole.
 func ParseUpstreamError(status int, h http.Header, body []byte, secrets ...string) *UpstreamError {
 	e := &UpstreamError{Status: status, RetryAfter: CleanRetryAfter(h.Get("Retry-After"))}
@@ -104,55 +104,17 @@ func ParseUpstreamError(status int, h http.Header, body []byte, secrets ...strin
 		e.RequestID = h.Get("X-Request-Id")
 	}
 
-	var forms []string
-	for _, sec := range secrets {
-		if sec != "" {
-			forms = append(forms, SecretForms(sec)...)
-		}
-	}
+	forms := leak.Forms(secrets...)
 	for _, f := range []*string{&e.Code, &e.Title, &e.Message, &e.RequestID} {
 		*f = clean(Redact(*f, secrets...))
 		// A field that still holds a piece of a secret (the token less its last
 		// characters, its URL-escaped form) goes whole: what is left of it could not be
 		// trusted to be free of the rest.
-		if SharesRun(*f, forms...) {
+		if leak.SharesRun(*f, forms...) {
 			*f = redacted
 		}
 	}
 	return e
-}
-
-// SecretRun is the shortest run of a secret's bytes that counts as a piece of it in
-// text we pass on: 16 bytes of a token's random part are far more than any innocent
-// text shares with it by chance, and a thief given runs shorter than that must guess
-// the rest.
-const SecretRun = 16
-
-// SecretForms returns secret and, when it differs, its URL-query-escaped form: the two
-// shapes in which an upstream's echo carries what it was sent (headers, query strings).
-func SecretForms(secret string) []string {
-	forms := []string{secret}
-	if esc := url.QueryEscape(secret); esc != secret {
-		forms = append(forms, esc)
-	}
-	return forms
-}
-
-// SharesRun reports whether s shares a run of SecretRun or more bytes with any of
-// forms (see SecretForms). It is meant for short texts: it costs len(s) searches of
-// each form.
-//
-// Limitation: a run split by other bytes (a separator every 15 bytes, two SSE data
-// lines) is not a run, and passes; only a hostile upstream splits what it echoes.
-func SharesRun(s string, forms ...string) bool {
-	for i := 0; i+SecretRun <= len(s); i++ {
-		for _, f := range forms {
-			if strings.Contains(f, s[i:i+SecretRun]) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // bearerCredential matches an Authorization-style credential in free text: the scheme,

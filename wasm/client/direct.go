@@ -3,7 +3,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/voxgate/voxgate/internal/leak"
 	"github.com/voxgate/voxgate/wasm/jsx"
 )
 
@@ -200,6 +200,7 @@ var upstreamCodes = map[int]string{
 // decodeUpstreamError reads Cartesia's error answer ({"error_code", "title", "message",
 // "request_id"} or plain text) and releases the response.
 func decodeUpstreamError(resp *jsx.Response, secret string) *Error {
+	forms := leak.Forms(secret)
 	defer resp.Close()
 
 	code, ok := upstreamCodes[resp.Status]
@@ -230,7 +231,7 @@ func decodeUpstreamError(resp *jsx.Response, secret string) *Error {
 		up.Message = strings.TrimSpace(string(raw))
 	}
 	for _, f := range []*string{&up.ErrorCode, &up.Title, &up.Message, &up.RequestID} {
-		*f = scrub(*f, secret)
+		*f = scrub(*f, forms)
 	}
 
 	// The proxy's wording (token.UpstreamError), so both modes read the same.
@@ -247,17 +248,11 @@ func decodeUpstreamError(resp *jsx.Response, secret string) *Error {
 		Upstream: up, RetryAfter: retryAfter(resp)}
 }
 
-// echoes reports whether data holds secret, as is or URL-escaped: the proxy's check on
-// relayed answers (server/proxy/echo.go), done here for the calls the proxy never sees.
+// echoes reports whether a whole answer holds secret in any of its forms: the proxy's
+// check on relayed answers (package leak), done here for the calls the proxy never sees.
+// Streams make their needles once instead (see socket and TTSStream).
 func echoes(data []byte, secret string) bool {
-	if secret == "" {
-		return false
-	}
-	if bytes.Contains(data, []byte(secret)) {
-		return true
-	}
-	esc := url.QueryEscape(secret)
-	return esc != secret && bytes.Contains(data, []byte(esc))
+	return secret != "" && leak.In(data, leak.Needles(leak.Forms(secret)))
 }
 
 // echoError is the error a call or stream ends with when the upstream repeated its token.
@@ -266,14 +261,10 @@ func echoError(grant string) *Error {
 		Message: "the upstream repeated the access token in its answer; the answer was withheld"}
 }
 
-// scrub removes secret (also URL-escaped) from s.
-func scrub(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, secret, redacted)
-	if esc := url.QueryEscape(secret); esc != secret {
-		s = strings.ReplaceAll(s, esc, redacted)
+// scrub replaces every form of a secret (see leak.Forms) in s by [REDACTED].
+func scrub(s string, forms []string) string {
+	for _, f := range forms {
+		s = strings.ReplaceAll(s, f, redacted)
 	}
 	return s
 }

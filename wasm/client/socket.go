@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hack-pad/safejs"
+	"github.com/voxgate/voxgate/internal/leak"
 	"github.com/voxgate/voxgate/wasm/jsx"
 )
 
@@ -49,17 +49,8 @@ const (
 	closeNoCode = 1005 // no status code was received
 )
 
-// Close reasons from the upstream of a direct socket are scrubbed of its token.
-const (
-	// closeReasonWithheld replaces a reason that holds part of the token.
-	closeReasonWithheld = "upstream close reason withheld"
-
-	// tokenRun is the shortest run of a token's bytes that counts as a piece of it: a
-	// close reason holds at most 123 bytes and a token about 290, so an upstream that
-	// quotes it could hand it over in pieces, one socket at a time. 16 bytes of a
-	// token's random part are far more than an innocent reason shares with it by chance.
-	tokenRun = 16
-)
+// closeReasonWithheld replaces a direct socket's close reason that holds part of its token.
+const closeReasonWithheld = "upstream close reason withheld"
 
 // errEcho ends a direct socket whose upstream repeated the token in a message.
 var errEcho = errors.New("the upstream repeated the token")
@@ -86,11 +77,14 @@ type message struct {
 type socket struct {
 	conn  *jsx.WebSocket
 	grant string
-	// secret is the token a direct socket was dialled with, "" through the proxy (which
-	// scrubs reasons itself): the close reason upstream sends is scrubbed of it.
-	secret string
-	inbox  chan message
-	watch  func(message) // sees every message before the inbox, in the reader goroutine
+	// forms and needles are the forms of the token a direct socket was dialled with (see
+	// package leak), nil through the proxy (which checks for itself): a message holding
+	// one ends the socket, a close reason holding a piece of one is withheld. They are
+	// made once, so the per-message check allocates nothing.
+	forms   []string
+	needles [][]byte
+	inbox   chan message
+	watch   func(message) // sees every message before the inbox, in the reader goroutine
 
 	ended   chan struct{} // closed once status and readErr are final
 	status  CloseStatus
@@ -176,8 +170,10 @@ func (c *Client) wsURL(path, query string) (string, error) {
 
 func newSocket(conn *jsx.WebSocket, grant, secret string, watch func(message)) *socket {
 	conn.SetReadLimit(readLimit)
-	s := &socket{conn: conn, grant: grant, secret: secret, inbox: make(chan message, inboxSize),
-		watch: watch, ended: make(chan struct{}), detached: make(chan struct{})}
+	forms := leak.Forms(secret)
+	s := &socket{conn: conn, grant: grant, forms: forms, needles: leak.Needles(forms),
+		inbox: make(chan message, inboxSize), watch: watch, ended: make(chan struct{}),
+		detached: make(chan struct{})}
 	go s.read()
 	return s
 }
@@ -192,7 +188,7 @@ func (s *socket) read() {
 			s.finish(err)
 			return
 		}
-		if echoes(data, s.secret) {
+		if leak.In(data, s.needles) {
 			s.finish(errEcho)
 			return
 		}
@@ -240,26 +236,17 @@ func (s *socket) finish(err error) {
 	if sent != nil {
 		s.status = *sent
 	} else {
-		s.status = CloseStatus{Code: closed.Code, Reason: scrubReason(closed.Reason, s.secret)}
+		s.status = CloseStatus{Code: closed.Code, Reason: scrubReason(closed.Reason, s.forms)}
 	}
-	s.secret = "" // nothing here needs the token any more; do not keep it reachable
+	s.forms, s.needles = nil, nil // nothing here needs the token any more
 	close(s.ended)
 }
 
-// scrubReason removes secret from a close reason, and withholds a reason that still
-// shares a run of tokenRun bytes with it (or with its URL-escaped form).
-func scrubReason(reason, secret string) string {
-	if secret == "" || reason == "" {
-		return reason
-	}
-	reason = scrub(reason, secret)
-	forms := []string{secret, url.QueryEscape(secret)}
-	for i := 0; i+tokenRun <= len(reason); i++ {
-		for _, f := range forms {
-			if strings.Contains(f, reason[i:i+tokenRun]) {
-				return closeReasonWithheld
-			}
-		}
+// scrubReason removes every form of the token from a close reason, and withholds a
+// reason that still shares a run of leak.Run bytes with one.
+func scrubReason(reason string, forms []string) string {
+	if reason = scrub(reason, forms); leak.SharesRun(reason, forms...) {
+		return closeReasonWithheld
 	}
 	return reason
 }

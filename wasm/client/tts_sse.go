@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/voxgate/voxgate/internal/leak"
 	"github.com/voxgate/voxgate/wasm/cartesia"
 	"github.com/voxgate/voxgate/wasm/jsx"
 	"github.com/voxgate/voxgate/wasm/sse"
@@ -26,8 +27,8 @@ type TTSStream struct {
 	opened bool
 	resp   io.ReadCloser
 	events *sse.Reader
-	err    error  // sticky: the stream ended
-	secret string // the direct-mode token the stream was opened with, "" through the proxy
+	err    error    // sticky: the stream ended
+	forms  []string // the forms of the direct-mode token (leak.Forms), nil through the proxy
 }
 
 // TTSSSE starts a streaming synthesis. req is Cartesia's /tts/sse body (a TTSRequest with
@@ -69,7 +70,7 @@ func (s *TTSStream) Next() (cartesia.TTSEvent, error) {
 			return s.fail(readError(s.ctx, "POST", ttsSSEPath, err))
 		}
 
-		if echoes([]byte(frame.Data), s.secret) || echoes([]byte(frame.Type), s.secret) {
+		if leak.InString(frame.Data, s.forms) || leak.InString(frame.Type, s.forms) {
 			return s.fail(echoError(GrantTTS))
 		}
 		ev, err := cartesia.DecodeTTSEvent([]byte(frame.Data))
@@ -97,7 +98,7 @@ const ttsSSEPath = "/cartesia/tts/sse"
 // open sends the request, refreshing and retrying once on a rejected token.
 func (s *TTSStream) open() error {
 	resp, err := withToken(s.ctx, s.c, GrantTTS, func(secret string) (*jsx.Response, error) {
-		s.secret = secret
+		s.forms = leak.Forms(secret)
 		return s.c.call(s.ctx, secret, jsx.Request{Method: "POST", URL: ttsSSEPath, Body: s.body,
 			Header: map[string]string{"Content-Type": "application/json",
 				"Accept": "text/event-stream"}})

@@ -460,14 +460,23 @@ func New(opts Options) *Tracker {
 // backoff window is open, a grant without a live token fails at once with a copy of the
 // last error whose RetryAfter is the time the window stays open (and whose Err is nil).
 func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
+	st, _, err := t.EnsureSecret(ctx, grant)
+	return st, err
+}
+
+// EnsureSecret is Ensure that also returns the token itself when it is held in memory
+// (direct mode), "" when the server holds it. The secret is read under the same lock as
+// the state, so it is the token the state describes. The caller must use it for one call
+// and let it go: a later call asks again, so no code path reuses a token captured earlier.
+func (t *Tracker) EnsureSecret(ctx context.Context, grant string) (State, string, error) {
 	if grant == "" {
-		return State{}, errors.New("tracker: ensure: empty grant")
+		return State{}, "", errors.New("tracker: ensure: empty grant")
 	}
 
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return State{}, ErrClosed
+		return State{}, "", ErrClosed
 	}
 
 	e := t.entryLocked(grant)
@@ -479,7 +488,7 @@ func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 		if rem > k.margin {
 			st := t.stateLocked(e, now, mono)
 			t.mu.Unlock()
-			return st, nil
+			return st, k.secret, nil
 		}
 
 		// A margin too large for this lifetime must not turn every call into a refresh:
@@ -487,7 +496,7 @@ func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 		if k.marginErr != nil && rem > 0 {
 			st := t.stateLocked(e, now, mono)
 			t.mu.Unlock()
-			return st, k.marginErr
+			return st, "", k.marginErr
 		}
 		reason = ReasonExpiring
 	}
@@ -499,47 +508,39 @@ func (t *Tracker) Ensure(ctx context.Context, grant string) (State, error) {
 	// without one the call fails at once.
 	if wait := t.blockedLocked(e, now, mono); wait > 0 && e.flight == nil && e.lastErr != nil {
 		st := t.stateLocked(e, now, mono)
+		secret := ""
+		if e.tok != nil {
+			secret = e.tok.secret
+		}
 		t.mu.Unlock()
 		if st.Valid {
-			return st, nil
+			return st, secret, nil
 		}
 		err := *e.lastErr
 		err.RetryAfter = wait
 		err.Err = nil // the first caller got the details; this one gets when to try again
-		return st, &err
+		return st, "", &err
 	}
 
 	f := t.startLocked(e, reason)
 	t.mu.Unlock()
 
 	st, err := t.wait(ctx, f)
-	if err != nil && err.Temporary() && st.Valid {
-		return st, nil
-	}
-	if err != nil {
-		return st, err
-	}
-	return st, nil
-}
-
-// EnsureSecret is Ensure that also returns the token itself when it is held in memory
-// (direct mode), "" when the server holds it. The secret is read under the same lock as
-// the state, so it is the token the state describes. The caller must use it for one call
-// and let it go: a later call asks again, so no code path reuses a token captured earlier.
-func (t *Tracker) EnsureSecret(ctx context.Context, grant string) (State, string, error) {
-	st, err := t.Ensure(ctx, grant)
-	if err != nil {
+	if err != nil && !(err.Temporary() && st.Valid) {
 		return st, "", err
 	}
+	return st, t.secretOf(grant), nil
+}
 
+// secretOf is grant's current secret: "" for a cookie token, and also when the token was
+// invalidated or reset since the state was taken (this tab then no longer holds it).
+func (t *Tracker) secretOf(grant string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e, ok := t.grants[grant]; ok && e.tok != nil {
-		return t.stateLocked(e, t.clock.Now(), t.clock.Mono()), e.tok.secret, nil
+		return e.tok.secret
 	}
-	// Invalidated or reset between Ensure and now: the state Ensure returned still
-	// describes a live token, but this tab no longer holds it.
-	return st, "", nil
+	return ""
 }
 
 // Refresh refreshes grant's token now, whatever its state, and returns the new state. A
